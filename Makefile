@@ -1,0 +1,53 @@
+# trainforge: every entry point a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= $(CURDIR)/.venv/bin/python
+VENV_STAMP := .venv/.installed
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml
+	@hack/venv.sh
+	@touch $@
+
+venv: $(VENV_STAMP) ## create .venv with the operator, runtime and dev extras
+
+lint: venv ## ruff and mypy (strict on the operator)
+	$(PY) -m ruff check operator training_image tests hack bench
+	$(PY) -m ruff format --check operator training_image tests hack bench
+	$(PY) -m mypy
+
+crds: venv ## regenerate crds/ and the chart's CRD copy from the pydantic models
+	$(PY) hack/gen_crds.py
+
+verify: crds ## regenerate generated files and fail on any drift
+	@git diff --exit-code -- crds charts || { echo "generated files drifted: run 'make crds' and commit the result" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- crds charts)" || { git status --porcelain -- crds charts; echo "untracked generated files: run 'make crds' and commit" >&2; exit 1; }
+
+test-unit: venv ## unit tests of pure logic (builders, policies, status)
+	$(PY) -m pytest tests/unit -q
+
+test-runtime: venv ## real multi-process torch.distributed (gloo, CPU) for every layout
+	$(PY) -m pytest tests/runtime -q
+
+test-integration: venv ## operator against a real control plane with kwok GPU nodes
+	$(PY) -m pytest tests/integration -q
+
+test-e2e: venv ## kind cluster, helm-installed operator, MinIO, Prometheus, real DDP
+	$(PY) -m pytest tests/e2e -q
+
+test: lint verify test-unit test-runtime test-integration ## every test tier that has joined CI
+
+demo: venv ## the main job end to end on a local kind cluster
+	hack/demo.sh
+
+demo-down: ## remove the demo cluster
+	hack/demo.sh down
+
+bench: venv ## benchmarks; results go to bench/results/
+	$(PY) -m bench.runtime_overhead
+	$(PY) -m bench.control_plane
+
+.PHONY: help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
