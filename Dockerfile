@@ -1,0 +1,30 @@
+# trainforge operator image: kopf operator, the `operator` extra only (no torch).
+# Non-root (uid 65532) and read-only-root-filesystem friendly: nothing is written at run time
+# except under /tmp, which the chart mounts as an emptyDir.
+# Build from the repository root (hack/build-images.sh passes the offline base image):
+#   docker build -t trainforge/operator:0.1.0 --build-arg BASE_IMAGE=trainforge/python-base:3.11-bookworm .
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ARG PIP_ARGS=""
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp
+
+# Only what the wheel needs: metadata plus both packages (the operator imports
+# trainforge_runtime.contract, which is pure pydantic).
+COPY pyproject.toml README.md /src/
+COPY operator/ /src/operator/
+COPY training_image/trainforge_runtime/ /src/training_image/trainforge_runtime/
+RUN python -m pip install ${PIP_ARGS} "/src[operator]" \
+    && rm -rf /src \
+    && python -c "import kopf, kubernetes, trainforge_operator, trainforge_runtime.contract" \
+    && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
+
+USER 65532:65532
+WORKDIR /tmp
+# 8080 /metrics, 8081 /healthz (kopf liveness)
+EXPOSE 8080 8081
+ENTRYPOINT ["trainforge-operator"]

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Build trainforge/operator:0.1.0 (Dockerfile) and trainforge/worker:0.1.0
+# (training_image/Dockerfile) on the offline base image from build-base-image.sh.
+# The worker's wheels (torch is ~3 GB with its CUDA libraries) are downloaded once on the host into
+# $CACHE_DIR/wheels/worker and served to `docker build` over HTTP on the docker bridge, so a code
+# change never re-downloads them and they never end up in an image layer or the build context.
+# Usage: hack/build-images.sh [operator] [worker]   (default: both)
+source "$(dirname "$0")/lib.sh"
+VERSION="${TRAINFORGE_VERSION:-0.1.0}"
+OPERATOR_IMAGE="${OPERATOR_IMAGE:-trainforge/operator:$VERSION}"
+WORKER_IMAGE="${WORKER_IMAGE:-trainforge/worker:$VERSION}"
+WHEELS="$CACHE_DIR/wheels/worker"
+PY="${PY:-$REPO_ROOT/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(operator worker)
+
+"$HACK_DIR/docker.sh"
+BASE_IMAGE=$("$HACK_DIR/build-base-image.sh")
+cd "$REPO_ROOT" || exit 1
+
+build_operator() {
+  log "docker build $OPERATOR_IMAGE (FROM $BASE_IMAGE)"
+  local start; start=$(date +%s)
+  docker build -q -t "$OPERATOR_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" -f Dockerfile . >/dev/null
+  docker run --rm --read-only --user 65532 --entrypoint python "$OPERATOR_IMAGE" \
+    -c "import trainforge_operator, kopf; print('operator image ok')" >&2
+  log "$OPERATOR_IMAGE built in $(( $(date +%s) - start ))s ($(image_size "$OPERATOR_IMAGE"))"
+}
+
+image_size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
+
+# The runtime requirements, from pyproject.toml (base dependencies + the `runtime` extra).
+runtime_requirements() {
+  "$PY" - <<'PY'
+import tomllib
+p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["runtime"]))
+PY
+}
+
+download_wheels() {
+  local reqs; reqs=$(runtime_requirements)
+  local key; key=$(sha256sum <<<"$reqs" | cut -c1-12)
+  if [ -f "$WHEELS/.done-$key" ]; then log "worker wheels cached in $WHEELS"; return; fi
+  log "pip download of the worker's wheels into $WHEELS (cold: ~3 GB, torch with CUDA libraries)"
+  mkdir -p "$WHEELS"
+  # The host is the image's platform too (Debian bookworm, CPython 3.11, x86_64).
+  "$PY" -m pip download -q -d "$WHEELS" -r <(echo "$reqs") \
+    || die "pip download failed; check PyPI access (pip config list) and retry"
+  rm -f "$WHEELS"/.done-*; touch "$WHEELS/.done-$key"
+}
+
+# Serve $WHEELS on the docker bridge gateway for the duration of the build.
+serve_wheels() {
+  # docker0's address is the default bridge's gateway (`docker network inspect` omits it on 20.10).
+  local gw; gw=$(ip -4 -o addr show docker0 | awk '{split($4, a, "/"); print a[1]; exit}')
+  [ -n "$gw" ] || die "no IPv4 address on docker0; is dockerd running with its default bridge?"
+  local port; port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])')
+  "$PY" -m http.server "$port" --bind "$gw" --directory "$WHEELS" >/dev/null 2>&1 &
+  WHEEL_SERVER_PID=$!
+  trap 'kill $WHEEL_SERVER_PID 2>/dev/null || true' EXIT
+  for _ in $(seq 1 50); do curl -sf -o /dev/null "http://$gw:$port/" && break; sleep 0.1; done
+  WHEEL_URL="http://$gw:$port/"
+}
+
+build_worker() {
+  download_wheels
+  serve_wheels
+  log "docker build $WORKER_IMAGE (FROM $BASE_IMAGE, wheels from $WHEEL_URL)"
+  local start; start=$(date +%s)
+  local host; host=$(sed -E 's#http://([^:/]+).*#\1#' <<<"$WHEEL_URL")
+  docker build -t "$WORKER_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" \
+    --build-arg PIP_ARGS="--no-index --find-links $WHEEL_URL --trusted-host $host" \
+    -f training_image/Dockerfile . >&2
+  kill "$WHEEL_SERVER_PID" 2>/dev/null || true
+  docker run --rm --entrypoint python "$WORKER_IMAGE" \
+    -c "import torch, trainforge_runtime.launch; print('worker image ok, torch', torch.__version__)" >&2
+  log "$WORKER_IMAGE built in $(( $(date +%s) - start ))s ($(image_size "$WORKER_IMAGE"))"
+}
+
+for t in "${targets[@]}"; do
+  case "$t" in
+    operator) build_operator ;;
+    worker) build_worker ;;
+    *) die "unknown target '$t' (expected: operator, worker)" ;;
+  esac
+done

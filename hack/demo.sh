@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The main job end to end on a local kind cluster (built and run fully offline):
+#   hack/demo.sh        create/reuse the cluster (hack/e2e-up.sh), run examples/digits-ddp.yaml,
+#                       stream phase/step/loss, print the final status, test accuracy, artifact URI
+#                       and how to open the report and Prometheus.
+#   hack/demo.sh down   delete the cluster and its local state.
+source "$(dirname "$0")/lib.sh"
+CLUSTER="${TRAINFORGE_CLUSTER:-trainforge-e2e}"
+E2E_DIR="$CACHE_DIR/e2e/$CLUSTER"
+KIND="$CACHE_DIR/kind-tools-$KIND_VERSION/bin/kind"
+KUBECTL="$CACHE_DIR/k8s-$K8S_VERSION/bin/kubectl"
+JOB_FILE="${JOB_FILE:-$REPO_ROOT/examples/digits-ddp.yaml}"
+TIMEOUT="${DEMO_TIMEOUT:-1800}"
+
+if [ "${1:-}" = "down" ]; then
+  if [ -x "$KIND" ] && "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+    log "deleting kind cluster $CLUSTER"; "$KIND" delete cluster --name "$CLUSTER" >&2
+  else
+    log "no kind cluster $CLUSTER"
+  fi
+  rm -rf "$E2E_DIR"; log "removed $E2E_DIR (built images and tool caches are kept)"; exit 0
+fi
+
+"$HACK_DIR/e2e-up.sh" >/dev/null
+export KUBECONFIG="$E2E_DIR/kubeconfig"
+set -a; source "$E2E_DIR/endpoints.env"; set +a
+k() { "$KUBECTL" "$@"; }
+job=$(k create --dry-run=client -f "$JOB_FILE" -o jsonpath='{.metadata.name}')
+k delete trainingjob "$job" --ignore-not-found --wait=true >/dev/null
+k apply -f "$JOB_FILE" >/dev/null
+log "submitted TrainingJob $job; streaming phase / step / loss (Ctrl-C stops watching, not the job)"
+start=$(date +%s); last=""
+fmt='{.status.phase}|{.status.progress.step}|{.status.progress.totalSteps}|{.status.progress.metrics.loss}|{.status.progress.percent}|{.status.workers.running}|{.status.message}'
+while :; do
+  IFS='|' read -r phase step total loss pct running msg < <(k get trainingjob "$job" -o jsonpath="$fmt" 2>/dev/null; echo)
+  line="phase=${phase:-?} step=${step:--}/${total:--} loss=${loss:--} (${pct:-0}%) running=${running:-0} ${msg}"
+  [ "$line" != "$last" ] && { printf '[%4ds] %s\n' "$(( $(date +%s) - start ))" "$line"; last="$line"; }
+  case "$phase" in Succeeded|Failed) break ;; esac
+  (( $(date +%s) - start > TIMEOUT )) && { log "timed out after ${TIMEOUT}s"; break; }
+  sleep 3
+done
+
+echo; echo "== final status of $job"
+k get trainingjob "$job" -o json | jq '.status | {phase, message, restarts, attempt, results, artifacts, lastFailure, findings}'
+acc=$(k get trainingjob "$job" -o json | jq -r '[.status.results // {} | to_entries[] | select(.key | test("test.*acc|acc.*test")) | .value][0] // "n/a"')
+uri=$(k get trainingjob "$job" -o jsonpath='{.status.artifacts.uri}')
+cat <<TXT
+
+test accuracy : $acc
+artifact URI  : ${uri:-n/a}
+report        : the HTML report is stored with the artifacts. Download it with
+                (set -a; . $E2E_DIR/minio.env; set +a; .venv/bin/python -c "import boto3,sys; \\
+                 s3=boto3.client('s3', endpoint_url='$MINIO_ENDPOINT', region_name='us-east-1'); \\
+                 [print(o['Key']) for o in s3.list_objects_v2(Bucket='trainforge', Prefix='artifacts/').get('Contents', [])]")
+                then s3.download_file('trainforge', '<key of report.html>', 'report.html') and open it.
+Prometheus    : $PROMETHEUS_URL  (e.g. $PROMETHEUS_URL/graph?g0.expr=trainforge_train_loss)
+kubectl       : export KUBECONFIG=$KUBECONFIG
+remove it all : hack/demo.sh down
+TXT
+[ "$phase" = Succeeded ]

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Create (or reuse) the offline kind cluster for e2e tests and the demo:
+#   1 control plane + 2 workers (fake GPU pool: label trainforge.io/pool=gpu, taint
+#   nvidia.com/gpu=present:NoSchedule, nvidia.com/gpu capacity patched on the node status),
+#   static pod networking, MinIO and Prometheus in trainforge-system, the operator and worker
+#   images loaded, and the chart installed with helm.
+# Prints `export KUBECONFIG=...` on stdout at the end. Usage: hack/e2e-up.sh [--no-operator]
+source "$(dirname "$0")/lib.sh"
+CLUSTER="${TRAINFORGE_CLUSTER:-trainforge-e2e}"
+E2E_DIR="$CACHE_DIR/e2e/$CLUSTER"
+export KUBECONFIG="$E2E_DIR/kubeconfig"
+NODE_IMAGE="offline.local/kind-node:$K8S_VERSION"
+KIND="$CACHE_DIR/kind-tools-$KIND_VERSION/bin/kind"
+KUBECTL="$CACHE_DIR/k8s-$K8S_VERSION/bin/kubectl"
+HELM="$CACHE_DIR/helm-$HELM_VERSION/bin/helm"
+GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
+INSTALL_OPERATOR=1; [ "${1:-}" = "--no-operator" ] && INSTALL_OPERATOR=0
+mkdir -p "$E2E_DIR"
+step() { STEP_START=$(date +%s); log "$*"; }
+done_step() { log "  done in $(( $(date +%s) - STEP_START ))s"; }
+k() { "$KUBECTL" "$@"; }
+
+step "prerequisites: docker, binaries, node image, trainforge images"
+"$HACK_DIR/docker.sh"
+"$HACK_DIR/build-node-image.sh"
+[ -x "$HELM" ] || "$HACK_DIR/build-helm.sh" >/dev/null
+MINIO_BIN=$("$HACK_DIR/build-minio.sh")
+[ "$INSTALL_OPERATOR" = 1 ] && "$HACK_DIR/build-images.sh"
+done_step
+
+step "addon images (MinIO from hack/build-minio.sh, Prometheus from Debian's package)"
+ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
+if ! docker image inspect trainforge/minio:local >/dev/null 2>&1; then
+  mkdir -p "$ctx/minio"; cp "$MINIO_BIN" "$ctx/minio/minio"
+  printf 'FROM trainforge/kind-mini-base:bookworm\nCOPY minio /usr/local/bin/minio\nENTRYPOINT ["/usr/local/bin/minio"]\n' > "$ctx/minio/Dockerfile"
+  docker build -q -t trainforge/minio:local "$ctx/minio" >/dev/null
+fi
+if ! docker image inspect trainforge/prometheus:local >/dev/null 2>&1; then
+  command -v prometheus >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
+  mkdir -p "$ctx/prom"; cp "$(command -v prometheus)" "$KUBECTL" "$ctx/prom/"
+  cp -r /usr/share/prometheus "$ctx/prom/share" 2>/dev/null || mkdir -p "$ctx/prom/share"
+  # kubectl feeds file_sd (Debian's build has no kubernetes_sd_configs), see hack/kind/addons.yaml.
+  printf 'FROM trainforge/kind-mini-base:bookworm\nCOPY prometheus kubectl /usr/bin/\nCOPY share /usr/share/prometheus\nUSER 65534\nENTRYPOINT ["/usr/bin/prometheus"]\n' > "$ctx/prom/Dockerfile"
+  docker build -q -t trainforge/prometheus:local "$ctx/prom" >/dev/null
+fi
+done_step
+
+if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  log "reusing kind cluster $CLUSTER"
+  "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
+else
+  step "kind create cluster $CLUSTER (1 control plane + 2 workers)"
+  "$KIND" create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --config "$HACK_DIR/kind/cluster.yaml" \
+    --kubeconfig "$KUBECONFIG" --retain=false >&2 \
+    || die "kind create failed; retry with: $KIND create cluster --name $CLUSTER --image $NODE_IMAGE --config hack/kind/cluster.yaml --retain, then $KIND export logs --name $CLUSTER"
+  done_step
+fi
+
+step "pod network, node readiness, GPU pool"
+"$HACK_DIR/kind/cni.sh" "$CLUSTER" "$KUBECONFIG"
+k wait --for=condition=Ready nodes --all --timeout=180s >/dev/null
+k taint nodes -l node-role.kubernetes.io/control-plane node-role.kubernetes.io/control-plane:NoSchedule- >/dev/null 2>&1 || true
+for node in $(k get nodes -l trainforge.io/pool=gpu -o jsonpath='{.items[*].metadata.name}'); do
+  k taint nodes "$node" nvidia.com/gpu=present:NoSchedule --overwrite >/dev/null
+  # Extended resources without a device plugin survive until the kubelet restarts.
+  k patch node "$node" --subresource=status --type=json \
+    -p "[{\"op\":\"add\",\"path\":\"/status/capacity/nvidia.com~1gpu\",\"value\":\"$GPUS_PER_NODE\"}]" >/dev/null
+done
+k -n kube-system rollout status deploy/coredns --timeout=180s >/dev/null
+done_step
+
+step "MinIO and Prometheus"
+k create namespace trainforge-system --dry-run=client -o yaml | k apply -f - >/dev/null
+if [ ! -f "$E2E_DIR/minio.env" ]; then
+  umask 077
+  printf 'AWS_ACCESS_KEY_ID=trainforge\nAWS_SECRET_ACCESS_KEY=%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" > "$E2E_DIR/minio.env"
+fi
+for ns in trainforge-system default; do
+  name=minio-creds; [ "$ns" = trainforge-system ] && name=minio-root
+  k -n "$ns" create secret generic "$name" --from-env-file="$E2E_DIR/minio.env" --dry-run=client -o yaml | k apply -f - >/dev/null
+done
+"$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/minio:local trainforge/prometheus:local >&2
+k apply -f "$HACK_DIR/kind/addons.yaml" >/dev/null
+k -n trainforge-system rollout status deploy/minio --timeout=180s >/dev/null
+k -n trainforge-system rollout status deploy/prometheus --timeout=180s >/dev/null
+CP_IP=$(k get node "$CLUSTER-control-plane" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+PY="$REPO_ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
+set -a; source "$E2E_DIR/minio.env"; set +a
+"$PY" - "$CP_IP" <<'PY'
+import sys
+
+import botocore.exceptions
+import botocore.session
+
+s3 = botocore.session.get_session().create_client(
+    "s3", endpoint_url=f"http://{sys.argv[1]}:30900", region_name="us-east-1"
+)
+for _ in range(30):  # the NodePort may lag the rollout by a moment
+    try:
+        s3.create_bucket(Bucket="trainforge")
+        break
+    except botocore.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            break
+        raise
+    except botocore.exceptions.EndpointConnectionError:
+        import time
+
+        time.sleep(1)
+else:
+    sys.exit("MinIO NodePort not reachable")
+PY
+done_step
+
+if [ "$INSTALL_OPERATOR" = 1 ]; then
+  step "load trainforge images and helm install the chart"
+  "$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/operator:0.1.0 >&2
+  workers=$(k get nodes -l trainforge.io/pool=gpu -o jsonpath='{range .items[*]}{.metadata.name},{end}')
+  "$KIND" load docker-image --name "$CLUSTER" --nodes "${workers%,}" trainforge/worker:0.1.0 >&2
+  "$HELM" upgrade --install trainforge "$REPO_ROOT/charts/trainforge" -n trainforge-system \
+    -f "$HACK_DIR/kind/values-e2e.yaml" --wait --timeout 5m >&2
+  done_step
+fi
+cat > "$E2E_DIR/endpoints.env" <<ENV
+KUBECONFIG=$KUBECONFIG
+MINIO_ENDPOINT=http://$CP_IP:30900
+PROMETHEUS_URL=http://$CP_IP:30090
+ENV
+log "cluster $CLUSTER ready: MinIO http://$CP_IP:30900, Prometheus http://$CP_IP:30090"
+echo "export KUBECONFIG=$KUBECONFIG"

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Generate the TrainingJob CRD from the pydantic models (the single source of truth).
+
+Writes `crds/trainingjobs.trainforge.io.yaml`, the chart's identical copy under
+`charts/trainforge/crds/`, and the generated field tables in `docs/api-reference.md`.
+`make verify` regenerates and fails on drift, so edit the models in
+`operator/trainforge_operator/api.py` (or the CEL rules in `crd.py`), never the YAML.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "training_image")]
+
+from trainforge_operator.crd import build_crd, render_yaml, update_reference  # noqa: E402
+
+OUTPUTS = [
+    ROOT / "crds" / "trainingjobs.trainforge.io.yaml",
+    ROOT / "charts" / "trainforge" / "crds" / "trainingjobs.trainforge.io.yaml",
+]
+
+
+REFERENCE = ROOT / "docs" / "api-reference.md"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main() -> int:
+    crd = build_crd()
+    text = render_yaml(crd)
+    for path in OUTPUTS:
+        _write(path, text)
+    old = REFERENCE.read_text() if REFERENCE.exists() else "# TrainingJob API reference\n"
+    _write(REFERENCE, update_reference(old, crd))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,432 @@
+"""The TrainingJob API (group trainforge.io, version v1alpha1): spec and status as pydantic models.
+
+These models are the single source of truth: `hack/gen_crds.py` turns them into the CRD's
+openAPIV3Schema, the operator validates every object with them, and the runtime's local mode
+reads TrainingJob files through them. Pure pydantic on purpose (no kopf, no kubernetes), so the
+runtime can import this module cheaply. Field names are snake_case in Python and camelCase on the
+wire (aliases); dump with `by_alias=True`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "trainforge.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrainingJob"
+PLURAL = "trainingjobs"
+SINGULAR = "trainingjob"
+SHORT_NAMES = ["tj"]
+CATEGORIES = ["all", "trainforge", "ml"]
+
+# `<name>-worker-<index>` is a pod hostname and must stay a DNS-1123 label (<= 63 characters).
+MAX_POD_NAME = 63
+WORKER_SUFFIX = "-worker-"
+DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+Layout = Literal["data", "fsdp", "pipeline", "tensor"]
+Backend = Literal["auto", "nccl", "gloo"]
+Phase = Literal["Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended"]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+# Embedded core/v1 objects are kept as free-form dicts: the API server validates them when the
+# operator creates the pods, and the CRD marks them x-kubernetes-preserve-unknown-fields.
+K8sObject = dict[str, Any]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, validate_default=True
+    )
+
+
+class Parallelism(_Model):
+    """How the gang is shaped: nodes (pods) x procsPerNode (local ranks) and the model layout."""
+
+    layout: Layout = Field(
+        "data",
+        description="data (DDP), fsdp (fully sharded), pipeline (pipelineStages > 1) or tensor "
+        "(tensorParallel > 1).",
+    )
+    nodes: int = Field(1, ge=1, le=1000, description="Number of worker pods (node ranks).")
+    procs_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Local ranks per pod. Defaults to resources.gpus, or 1 without GPUs.",
+    )
+    tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel degree.")
+    pipeline_stages: int = Field(1, ge=1, le=64, description="Pipeline-parallel stages.")
+    backend: Backend = Field(
+        "auto", description="torch.distributed backend; auto picks nccl with GPUs, else gloo."
+    )
+
+
+class Resources(_Model):
+    """Per-pod compute. GPUs are requested with the node pool's extended resource name."""
+
+    gpus: int = Field(0, ge=0, le=64, description="GPUs per pod.")
+    gpu_resource_name: str | None = Field(
+        None,
+        max_length=253,
+        description="Extended resource name of the GPU; defaults to the node pool's "
+        "(nvidia.com/gpu).",
+    )
+    cpu: str = Field("1", max_length=32, description="CPU request and limit per pod.")
+    memory: str = Field("2Gi", max_length=32, description="Memory request and limit per pod.")
+    shared_memory: str = Field(
+        "1Gi", max_length=32, description="Size of the memory-backed /dev/shm (dataloaders, NCCL)."
+    )
+
+
+class Placement(_Model):
+    """Raw scheduling overrides, merged on top of the node pool's placement."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra nodeSelector.")
+    tolerations: list[K8sObject] = Field(
+        default_factory=list, description="Extra core/v1 tolerations."
+    )
+    affinity: K8sObject = Field(default_factory=dict, description="core/v1 Affinity (replaces).")
+    priority_class_name: str = Field("", max_length=253, description="Pod priorityClassName.")
+    scheduler_name: str = Field("", max_length=253, description="Pod schedulerName.")
+
+
+class PodTemplate(_Model):
+    """Pod-level overrides applied to every worker pod."""
+
+    volumes: list[K8sObject] = Field(default_factory=list, description="Extra core/v1 volumes.")
+    volume_mounts: list[K8sObject] = Field(
+        default_factory=list, description="Extra core/v1 volumeMounts on the worker container."
+    )
+    service_account_name: str = Field("", max_length=253, description="Pod serviceAccountName.")
+    security_context: K8sObject = Field(
+        default_factory=dict,
+        description="Pod securityContext; the default runs as non-root (uid 1000).",
+    )
+    image_pull_secrets: list[K8sObject] = Field(
+        default_factory=list, description="core/v1 LocalObjectReferences."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+
+
+class RunPolicy(_Model):
+    """Restarts, deadlines, hang detection, cleanup and suspension."""
+
+    max_restarts: int = Field(3, ge=0, le=1000, description="Gang restarts before Failed.")
+    retryable_exit_codes: list[int] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Exit codes that restart the gang (overrides the defaults).",
+    )
+    permanent_exit_codes: list[int] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Exit codes that fail the job (overrides the defaults).",
+    )
+    restart_backoff_seconds: int = Field(
+        10, ge=0, description="Delay before the first gang restart; doubles per restart."
+    )
+    max_restart_backoff_seconds: int = Field(300, ge=0, description="Cap of the restart delay.")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the job when it has run (since start) longer than this."
+    )
+    max_pending_seconds: int | None = Field(
+        None, ge=1, description="Fail the job when the whole gang is not running within this time."
+    )
+    progress_timeout_seconds: int | None = Field(
+        None, ge=1, description="Stalled when rank 0's step does not advance for this long."
+    )
+    on_stall: Literal["restart", "fail"] = Field(
+        "restart", description="What a Stalled job does: restart the gang or fail."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the job this long after it finished."
+    )
+    clean_pod_policy: Literal["Running", "All", "None"] = Field(
+        "Running",
+        description="Pods deleted when the job finishes: still running ones, all, or none.",
+    )
+    suspend: bool = Field(
+        False, description="Suspended jobs have no pods (Kueue sets this while queued)."
+    )
+
+
+class SecretRef(_Model):
+    """Names a Secret and its keys; values reach pods only as secretKeyRef env."""
+
+    name: str = Field(max_length=253, description="Secret in the job's namespace.")
+    access_key_id_key: str = Field("AWS_ACCESS_KEY_ID", max_length=253)
+    secret_access_key_key: str = Field("AWS_SECRET_ACCESS_KEY", max_length=253)
+
+
+class Checkpoint(_Model):
+    """Where and how often rank 0 checkpoints; a restarted gang resumes from the newest."""
+
+    uri: str | None = Field(None, max_length=2048, description="file://, local path or s3:// URI.")
+    every_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps.")
+    every_seconds: int | None = Field(None, ge=1, description="Checkpoint every N seconds.")
+    keep: int = Field(2, ge=1, le=100, description="Checkpoints to keep.")
+
+
+class Artifacts(_Model):
+    """Where the final model and results are uploaded."""
+
+    uri: str | None = Field(None, max_length=2048, description="Destination URI.")
+    s3_endpoint: str | None = Field(None, max_length=2048, description="S3-compatible endpoint.")
+    credentials_secret: SecretRef | None = Field(None, description="S3 credentials Secret.")
+
+
+class Profiling(_Model):
+    """torch.profiler schedule for selected ranks."""
+
+    enabled: bool = False
+    ranks: list[int] = Field(default_factory=lambda: [0], max_length=1024)
+    wait: int = Field(1, ge=0)
+    warmup: int = Field(1, ge=0)
+    active: int = Field(3, ge=1)
+    repeat: int = Field(1, ge=0)
+
+
+class Metrics(_Model):
+    """Worker metrics: /metrics on every worker, /progress JSON on rank 0."""
+
+    enabled: bool = True
+    port: int = Field(9400, ge=1024, le=65535, description="Metrics and progress port.")
+
+
+HealthRuleName = Literal[
+    "nan_loss",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "loss_not_decreasing",
+    "overfitting",
+    "low_gpu_utilization",
+    "dataloader_bound",
+]
+
+
+class HealthRule(_Model):
+    """A training-health rule evaluated by the runtime."""
+
+    rule: HealthRuleName
+    action: Literal["warn", "stop"] = "warn"
+    params: dict[str, float] = Field(default_factory=dict)
+
+
+class Health(_Model):
+    rules: list[HealthRule] = Field(default_factory=list, max_length=32)
+
+
+class Data(_Model):
+    uri: str | None = Field(None, max_length=2048)
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class Mlflow(_Model):
+    tracking_uri: str = Field(max_length=2048)
+    experiment: str = Field("trainforge", max_length=253)
+
+
+class Tracking(_Model):
+    mlflow: Mlflow | None = None
+
+
+class TrainingJobSpec(_Model):
+    """Desired state of a TrainingJob: what to run, how it is parallelised, and its policies."""
+
+    image: str | None = Field(
+        None, max_length=1024, description="Worker image; defaults to the operator's config."
+    )
+    command: list[str] = Field(
+        default_factory=list, max_length=256, description="Program each local rank runs."
+    )
+    args: list[str] = Field(default_factory=list, max_length=1024, description="Its arguments.")
+    env: list[K8sObject] = Field(
+        default_factory=list, description="core/v1 EnvVar list (valueFrom allowed)."
+    )
+    working_dir: str | None = Field(None, max_length=4096, description="Container workingDir.")
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form map passed to every worker."
+    )
+    parallelism: Parallelism = Field(default_factory=Parallelism)
+    resources: Resources = Field(default_factory=Resources)
+    node_pool: str | None = Field(
+        None, max_length=253, description="Node pool name mapped in the operator config."
+    )
+    placement: Placement = Field(default_factory=Placement)
+    pod_template: PodTemplate = Field(default_factory=PodTemplate)
+    run_policy: RunPolicy = Field(default_factory=RunPolicy)
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    artifacts: Artifacts = Field(default_factory=Artifacts)
+    profiling: Profiling = Field(default_factory=Profiling)
+    metrics: Metrics = Field(default_factory=Metrics)
+    health: Health = Field(default_factory=Health)
+    data: Data = Field(default_factory=Data)
+    tracking: Tracking = Field(default_factory=Tracking)
+
+    @property
+    def procs_per_node(self) -> int:
+        """procsPerNode with its default applied: one rank per GPU, or 1 on CPU."""
+        if self.parallelism.procs_per_node is not None:
+            return self.parallelism.procs_per_node
+        return self.resources.gpus if self.resources.gpus > 0 else 1
+
+    @property
+    def world_size(self) -> int:
+        return self.parallelism.nodes * self.procs_per_node
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class WorkerCounts(_Model):
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+class LastFailure(_Model):
+    """The root cause of the latest gang failure: the failed container that terminated first."""
+
+    pod: str = ""
+    container: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str = ""
+    message: str = ""
+    attempt: int = 0
+
+
+class Progress(_Model):
+    """Rank 0's training progress as last read by the operator."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    percent: float | None = None
+    eta_seconds: float | None = None
+    eta: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    resumed_from_step: int | None = None
+    phase: str | None = None
+    updated_at: str | None = None
+    last_advance_time: str | None = Field(
+        None, description="When the operator last saw the step advance (hang detection)."
+    )
+
+
+class ArtifactSummary(_Model):
+    uri: str | None = None
+    files: int | None = None
+    bytes: int | None = None
+
+
+class Finding(_Model):
+    rule: str = ""
+    step: int | None = None
+    message: str = ""
+    action: str = ""
+
+
+class TrainingJobStatus(_Model):
+    """Observed state, written by the operator once per reconcile when it changed."""
+
+    phase: Phase | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    workers: WorkerCounts = Field(default_factory=WorkerCounts)
+    restarts: int = 0
+    attempt: int = 0
+    start_time: str | None = None
+    running_time: str | None = None
+    completion_time: str | None = None
+    restart_after: str | None = Field(
+        None, description="Earliest time the next gang attempt may be created (backoff)."
+    )
+    last_failure: LastFailure | None = None
+    progress: Progress | None = None
+    artifacts: ArtifactSummary | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    results: dict[str, Any] = Field(
+        default_factory=dict, description="Final metrics from rank 0's termination message."
+    )
+    message: str = Field("", description="Human summary of the current phase.")
+
+
+class TrainingJob(_Model):
+    """A whole TrainingJob object (used for validation and in tests)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = API_VERSION
+    kind: str = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: TrainingJobSpec
+    status: TrainingJobStatus | None = None
+
+
+# --- cross-field rules (mirrored by the CRD's CEL rules, so local mode rejects the same specs) ---
+
+LAYOUT_RULES: dict[str, str] = {
+    "data": "layout data needs tensorParallel == 1 and pipelineStages == 1",
+    "fsdp": "layout fsdp needs pipelineStages == 1",
+    "pipeline": "layout pipeline needs pipelineStages >= 2",
+    "tensor": "layout tensor needs tensorParallel >= 2",
+}
+
+
+def max_name_length(nodes: int) -> int:
+    """Longest job name for which `<name>-worker-<nodes-1>` still fits in 63 characters."""
+    return MAX_POD_NAME - len(WORKER_SUFFIX) - len(str(max(nodes - 1, 0)))
+
+
+def spec_problems(spec: TrainingJobSpec, name: str | None = None) -> list[str]:
+    """Cross-field problems of a schema-valid spec, each phrased as what to fix."""
+    p = spec.parallelism
+    problems: list[str] = []
+    layout_ok = {
+        "data": p.tensor_parallel == 1 and p.pipeline_stages == 1,
+        "fsdp": p.pipeline_stages == 1,
+        "pipeline": p.pipeline_stages >= 2,
+        "tensor": p.tensor_parallel >= 2,
+    }[p.layout]
+    if not layout_ok:
+        problems.append(f"spec.parallelism: {LAYOUT_RULES[p.layout]}")
+    model_parallel = p.tensor_parallel * p.pipeline_stages
+    if spec.world_size % model_parallel:
+        problems.append(
+            f"spec.parallelism: tensorParallel x pipelineStages ({model_parallel}) must divide "
+            f"the world size nodes x procsPerNode ({spec.world_size})"
+        )
+    if spec.run_policy.max_restart_backoff_seconds < spec.run_policy.restart_backoff_seconds:
+        problems.append("spec.runPolicy: maxRestartBackoffSeconds must be >= restartBackoffSeconds")
+    if name is not None:
+        limit = max_name_length(p.nodes)
+        if len(name) > limit:
+            problems.append(
+                f"metadata.name: '{name}' is {len(name)} characters; with {p.nodes} nodes it must "
+                f"be at most {limit} so that pod names '<name>-worker-<index>' fit in 63"
+            )
+        if not DNS1035.fullmatch(name):
+            problems.append(
+                f"metadata.name: '{name}' must be a DNS-1035 label (lowercase letters, digits and "
+                "'-', starting with a letter, ending with a letter or digit)"
+            )
+    return problems

@@ -1,0 +1,214 @@
+"""Per-job reconcile loops: observe -> decide (pure) -> act -> write status once -> Events.
+
+kopf delivers watch events for TrainingJobs and their pods; `notify()` wakes the job's loop, which
+also wakes itself when the plan asks for a requeue (backoff, deadlines, progress polling) and at
+least every `resync_seconds`. One loop per job means one writer per job status. The loops are
+plain asyncio tasks rather than kopf daemons because kopf puts a finalizer on objects with daemons,
+and a finalizer would block `kubectl delete` whenever the operator is down; ownerReferences and
+the garbage collector do the cleanup instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trainforge_operator import metrics
+from trainforge_operator.builders import LABEL_INDEX
+from trainforge_operator.config import OperatorConfig
+from trainforge_operator.jobcontext import InvalidSpecError, parse_spec
+from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.progress import ProgressSource
+from trainforge_operator.reconcile import Observed, Plan, decide, status_dict
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class _Loop:
+    wake: asyncio.Event
+    task: asyncio.Task[None] | None = None
+    last_progress: float = 0.0
+
+
+class Controller:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        api: KubeApi,
+        progress: ProgressSource,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.progress = progress
+        self.clock = clock
+        self.loops: dict[Key, _Loop] = {}
+
+    # --- wiring from kopf -----------------------------------------------------------------------
+
+    def notify(self, namespace: str, name: str) -> None:
+        """Something about this job changed: make sure its loop runs and wake it now."""
+        key = (namespace, name)
+        loop = self.loops.get(key)
+        if loop is None:
+            loop = _Loop(wake=asyncio.Event())
+            self.loops[key] = loop
+        if loop.task is None or loop.task.done():
+            loop.task = asyncio.create_task(self._run(key, loop), name=f"reconcile {key}")
+        loop.wake.set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The job is gone: stop its loop and drop its metrics."""
+        key = (namespace, name)
+        loop = self.loops.pop(key, None)
+        if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
+            loop.task.cancel()
+        metrics.JOB_STATE.pop(key, None)
+
+    async def stop(self) -> None:
+        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.loops.clear()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def _run(self, key: Key, loop: _Loop) -> None:
+        backoff = 1.0
+        while True:
+            loop.wake.clear()
+            try:
+                requeue = await self.reconcile(key, loop)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile of %s/%s failed; retrying in %.0fs", *key, backoff)
+                requeue, backoff = backoff, min(backoff * 2, 60.0)
+            if requeue is None and key not in self.loops:
+                return
+            if requeue is None:
+                requeue = self.config.resync_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loop.wake.wait(), timeout=min(requeue, 3600.0))
+            if key not in self.loops:
+                return
+
+    async def reconcile(self, key: Key, loop: _Loop) -> float | None:
+        """One pass; returns seconds until the next wanted pass (None: only on events)."""
+        namespace, name = key
+        started = time.perf_counter()
+        body = await asyncio.to_thread(self.api.get_job, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self.forget(namespace, name)
+            return None
+        uid = body["metadata"].get("uid", "")
+        pods, has_svc, has_cm = await asyncio.gather(
+            asyncio.to_thread(self.api.list_pods, namespace, name, uid),
+            asyncio.to_thread(self.api.exists, "Service", namespace, name),
+            asyncio.to_thread(self.api.exists, "ConfigMap", namespace, f"{name}-context"),
+        )
+        progress = await self._maybe_progress(body, pods, loop)
+        observed = Observed(
+            body=body,
+            pods=pods,
+            has_service=has_svc,
+            has_configmap=has_cm,
+            now=self.clock(),
+            progress=progress,
+        )
+        plan = decide(observed, self.config)
+        try:
+            await self.execute(body, plan)
+        except ChildRejectedError as err:
+            log.warning("%s/%s: %s", namespace, name, err)
+            plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
+            await self.execute(body, plan)
+        self._record(key, body, plan)
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        return plan.requeue_after
+
+    async def _maybe_progress(self, body: Obj, pods: list[Obj], loop: _Loop) -> Obj | None:
+        """Rank 0's progress, at most every progress_interval_seconds, only while Running."""
+        if (body.get("status") or {}).get("phase") != "Running":
+            return None
+        now = time.monotonic()
+        if now - loop.last_progress < self.config.progress_interval_seconds * 0.9:
+            return None
+        rank0 = next(
+            (p for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_INDEX) == "0"),
+            None,
+        )
+        if rank0 is None:
+            return None
+        loop.last_progress = now
+        port = int(((body.get("spec") or {}).get("metrics") or {}).get("port") or 9400)
+        return await self.progress.fetch(rank0, port)
+
+    async def execute(self, body: Obj, plan: Plan) -> None:
+        """Act, write the status once if it changed, then send Events (only after the write)."""
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        for obj in plan.create:
+            created = await asyncio.to_thread(self.api.create, obj)
+            log.info(
+                "%s %s/%s", "created" if created else "exists", obj["kind"], obj["metadata"]["name"]
+            )
+        if plan.delete_pods:
+            await asyncio.gather(
+                *(asyncio.to_thread(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
+            )
+        new_status = status_dict(plan.status)
+        written = True
+        if new_status != (body.get("status") or {}):
+            written = await asyncio.to_thread(self.api.replace_status, body, new_status)
+            if not written:
+                log.info("status of %s/%s changed underneath; retrying", namespace, meta["name"])
+                plan.requeue_after = 0.2
+                return
+        if written:
+            now = self.clock()
+            for event in plan.events:
+                await asyncio.to_thread(self.api.post_event, body, event, now)
+        if plan.delete_job:
+            log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", namespace, meta["name"])
+            await asyncio.to_thread(self.api.delete_job, namespace, meta["name"])
+
+    def _record(self, key: Key, body: Obj, plan: Plan) -> None:
+        """Counters on transitions (the plan only flags a transition once) and the job table."""
+        old_phase = (body.get("status") or {}).get("phase")
+        phase = plan.status.phase or "Pending"
+        if any(e.reason == "Created" for e in plan.events):
+            metrics.JOBS_CREATED.inc()
+        if plan.restarted:
+            metrics.JOB_RESTARTS.inc()
+        if plan.time_to_running is not None:
+            metrics.TIME_TO_RUNNING.observe(plan.time_to_running)
+        if phase != old_phase and phase == "Succeeded":
+            metrics.JOBS_SUCCEEDED.inc()
+        if phase != old_phase and phase == "Failed":
+            metrics.JOBS_FAILED.labels(reason=plan.failed_reason or "Unknown").inc()
+        pool, pending = "", 0
+        try:
+            spec = parse_spec(body)
+            pool = spec.node_pool or self.config.default_node_pool
+            if phase in ("Pending", "Starting"):
+                running = plan.status.workers.running + plan.status.workers.succeeded
+                pending = spec.resources.gpus * max(spec.parallelism.nodes - running, 0)
+        except InvalidSpecError:
+            pass
+        metrics.JOB_STATE[key] = metrics.JobState(phase, pool, pending)

@@ -1,0 +1,358 @@
+"""Build the TrainingJob CustomResourceDefinition from the pydantic models.
+
+pydantic emits JSON Schema 2020-12 (`$ref`, `anyOf` with null, `additionalProperties: true`);
+Kubernetes wants a *structural* OpenAPI v3 schema. `structural()` inlines references, drops
+`null` alternatives (the API server prunes nulls of non-nullable fields, so CEL sees them as
+absent), marks free-form maps `x-kubernetes-preserve-unknown-fields`, and gives every optional
+nested object a default built from its fields' defaults, so CEL rules always see complete
+objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`) and mirror
+`api.spec_problems`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from trainforge_operator import api
+
+Schema = dict[str, Any]
+
+_KEEP = {
+    "type",
+    "description",
+    "default",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "format",
+}
+
+# procsPerNode with its default (resources.gpus, or 1 without GPUs), as a CEL expression on spec.
+_PROCS = (
+    "(has(self.parallelism.procsPerNode) ? self.parallelism.procsPerNode : "
+    "(self.resources.gpus > 0 ? self.resources.gpus : 1))"
+)
+_SUSPENDED = "(self.runPolicy.suspend || oldSelf.runPolicy.suspend)"
+
+PARALLELISM_RULES: list[Schema] = [
+    {
+        "rule": f"self.layout != '{layout}' || ({cond})",
+        "message": f"spec.parallelism: {api.LAYOUT_RULES[layout]}",
+        "reason": "FieldValueInvalid",
+    }
+    for layout, cond in [
+        ("data", "self.tensorParallel == 1 && self.pipelineStages == 1"),
+        ("fsdp", "self.pipelineStages == 1"),
+        ("pipeline", "self.pipelineStages >= 2"),
+        ("tensor", "self.tensorParallel >= 2"),
+    ]
+]
+
+SPEC_RULES: list[Schema] = [
+    {
+        "rule": f"(self.parallelism.nodes * {_PROCS}) % "
+        "(self.parallelism.tensorParallel * self.parallelism.pipelineStages) == 0",
+        "message": "spec.parallelism: tensorParallel x pipelineStages must divide the world size "
+        "nodes x procsPerNode (procsPerNode defaults to resources.gpus, or 1)",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": "self.runPolicy.maxRestartBackoffSeconds >= self.runPolicy.restartBackoffSeconds",
+        "message": "spec.runPolicy: maxRestartBackoffSeconds must be >= restartBackoffSeconds",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": f"{_SUSPENDED} || (self.parallelism == oldSelf.parallelism && "
+        "self.resources == oldSelf.resources && self.nodePool == oldSelf.nodePool)",
+        "message": "spec.parallelism, spec.resources and spec.nodePool are immutable unless the "
+        "job is suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"{_SUSPENDED} || (self.image == oldSelf.image && "
+        "self.command == oldSelf.command && self.args == oldSelf.args)",
+        "message": "spec.image, spec.command and spec.args are immutable unless the job is "
+        "suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+_NAME_BUDGET = api.MAX_POD_NAME - len(api.WORKER_SUFFIX)
+ROOT_RULES: list[Schema] = [
+    {
+        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', "
+        "starting with a letter (it names the headless Service)",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": f"size(self.metadata.name) + size(string(self.spec.parallelism.nodes - 1)) "
+        f"<= {_NAME_BUDGET}",
+        "message": "metadata.name is too long: '<name>-worker-<nodes-1>' must fit in 63 "
+        "characters (at most 54 characters for up to 10 nodes); choose a shorter name",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+# Fields compared by the immutability rules get defaults so `self.x == oldSelf.x` never reads an
+# absent field (CEL errors with "no such key" instead of comparing).
+_SPEC_DEFAULTS: dict[str, Any] = {"image": "", "nodePool": "", "command": [], "args": []}
+
+
+def _resolve(node: Schema, defs: dict[str, Schema]) -> Schema:
+    if "$ref" in node:
+        target = dict(defs[node["$ref"].split("/")[-1]])
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        target.update(extra)
+        return target
+    return node
+
+
+def _default_object(node: Schema) -> Schema:
+    """The object the API server would build from nested defaults (CEL sees it complete)."""
+    out: Schema = {}
+    for name, sub in (node.get("properties") or {}).items():
+        if "default" in sub:
+            out[name] = sub["default"]
+    return out
+
+
+def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
+    """Convert one pydantic JSON-schema node into a Kubernetes structural schema node."""
+    node = _resolve(node, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"unsupported union in schema: {node}")
+        merged = dict(_resolve(options[0], defs))
+        merged.update({k: v for k, v in node.items() if k != "anyOf"})
+        node = merged
+    out: Schema = {k: v for k, v in node.items() if k in _KEEP}
+    if out.get("default", 0) is None:
+        del out["default"]
+    kind = node.get("type")
+    if kind == "object" or "properties" in node:
+        out["type"] = "object"
+        props = node.get("properties")
+        extra = node.get("additionalProperties")
+        if props:
+            required = set(node.get("required", []))
+            out["properties"] = {}
+            for name, sub in props.items():
+                conv = structural(sub, defs)
+                if (
+                    conv.get("properties")
+                    and name not in required
+                    and "default" not in conv
+                    and not conv.get("required")
+                ):
+                    conv["default"] = _default_object(conv)
+                out["properties"][name] = conv
+            if required:
+                out["required"] = sorted(required)
+        elif extra is True or extra is None:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(extra, dict):
+            out["additionalProperties"] = structural(extra, defs)
+    elif kind == "array":
+        out["items"] = structural(node.get("items", {}), defs)
+    elif "enum" in node and "type" not in out:
+        out["type"] = "string"
+    if "type" not in out and "x-kubernetes-preserve-unknown-fields" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def _model_schema(model: type[api._Model]) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def spec_schema() -> Schema:
+    schema = _model_schema(api.TrainingJobSpec)
+    schema["description"] = "Desired state: what to run, how it is parallelised, its policies."
+    for field, default in _SPEC_DEFAULTS.items():
+        schema["properties"][field]["default"] = default
+    schema["properties"]["parallelism"]["x-kubernetes-validations"] = PARALLELISM_RULES
+    schema["x-kubernetes-validations"] = SPEC_RULES
+    return schema
+
+
+def status_schema() -> Schema:
+    schema = _model_schema(api.TrainingJobStatus)
+    schema["description"] = "Observed state, written by the operator."
+    conditions = schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    conditions["items"]["required"] = ["type", "status"]
+    for sub in schema["properties"].values():
+        sub.pop("default", None)
+    return schema
+
+
+PRINTER_COLUMNS: list[Schema] = [
+    {"name": "Layout", "type": "string", "jsonPath": ".spec.parallelism.layout"},
+    {"name": "Nodes", "type": "integer", "jsonPath": ".spec.parallelism.nodes"},
+    {
+        "name": "GPUs",
+        "type": "integer",
+        "jsonPath": ".spec.resources.gpus",
+        "description": "GPUs per node",
+    },
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Step", "type": "integer", "jsonPath": ".status.progress.step"},
+    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.metrics.loss"},
+    {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+]
+
+
+def build_crd() -> Schema:
+    """The whole CustomResourceDefinition object."""
+    root: Schema = {
+        "type": "object",
+        "description": "A distributed PyTorch training job run as a supervised gang of pods.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+        "x-kubernetes-validations": ROOT_RULES,
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{api.PLURAL}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "trainforge"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
+                "categories": api.CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
+        },
+    }
+
+
+def render_yaml(crd: Schema) -> str:
+    header = (
+        "# Generated by hack/gen_crds.py from operator/trainforge_operator/api.py. DO NOT EDIT.\n"
+    )
+    return header + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
+
+
+# --- the field tables of docs/api-reference.md ----------------------------------------------------
+
+REFERENCE_BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (hack/gen_crds.py) -->"
+REFERENCE_END = "<!-- END GENERATED FIELD REFERENCE -->"
+
+
+def _type_of(node: Schema) -> str:
+    if node.get("x-kubernetes-preserve-unknown-fields") and "properties" not in node:
+        return "object (free-form)"
+    kind = str(node.get("type", "any"))
+    if kind == "array":
+        return f"[]{_type_of(node.get('items', {}))}"
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return f"map[string]{_type_of(node['additionalProperties'])}"
+    return kind
+
+
+def _rows(node: Schema, prefix: str) -> list[str]:
+    rows: list[str] = []
+    for name, sub in (node.get("properties") or {}).items():
+        path = f"{prefix}.{name}"
+        default = sub.get("default")
+        shown = "" if default is None or default == {} else f"`{json.dumps(default)}`"
+        limits = []
+        if "minimum" in sub:
+            limits.append(f"≥ {sub['minimum']}")
+        if "maximum" in sub:
+            limits.append(f"≤ {sub['maximum']}")
+        desc = str(sub.get("description", "")).replace("\n", " ").replace("|", "\\|")
+        extra = f" ({', '.join(limits)})" if limits else ""
+        rows.append(f"| `{path}` | {_type_of(sub)} | {shown} | {desc}{extra} |")
+        item = sub.get("items", {})
+        if sub.get("properties"):
+            rows.extend(_rows(sub, path))
+        elif item.get("properties"):
+            rows.extend(_rows(item, f"{path}[]"))
+    return rows
+
+
+def render_reference(crd: Schema) -> str:
+    """Markdown tables of every spec and status field, from the generated schema."""
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    head = ["| Field | Type | Default | Description |", "|---|---|---|---|"]
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rules = [
+        f"| `{esc(r['rule'])}` | {esc(r['message'])} |"
+        for r in root["x-kubernetes-validations"]
+        + root["properties"]["spec"]["x-kubernetes-validations"]
+        + root["properties"]["spec"]["properties"]["parallelism"]["x-kubernetes-validations"]
+    ]
+    parts = [
+        REFERENCE_BEGIN,
+        "### spec",
+        "",
+        *head,
+        *_rows(root["properties"]["spec"], "spec"),
+        "",
+        "### status",
+        "",
+        *head,
+        *_rows(root["properties"]["status"], "status"),
+        "",
+        "### Validation rules (CEL, enforced by the API server)",
+        "",
+        "| Rule | Message |",
+        "|---|---|",
+        *rules,
+        REFERENCE_END,
+    ]
+    return "\n".join(parts)
+
+
+def update_reference(text: str, crd: Schema) -> str:
+    """Replace the generated block in docs/api-reference.md (appended when missing)."""
+    block = render_reference(crd)
+    if REFERENCE_BEGIN in text and REFERENCE_END in text:
+        before = text.split(REFERENCE_BEGIN)[0]
+        after = text.split(REFERENCE_END, 1)[1]
+        return before + block + after
+    return text.rstrip("\n") + "\n\n" + block + "\n"

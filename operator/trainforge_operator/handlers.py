@@ -1,0 +1,88 @@
+"""kopf registration only: settings at startup and the two watch streams that wake reconciles.
+
+All logic lives in `controller.py` (loops), `reconcile.py` (decisions) and `builders.py`
+(children). Event handlers never patch objects, so kopf stores nothing on TrainingJobs or pods and
+no finalizer is added: deleting a job never waits for the operator. The handlers are async on
+purpose: they run on the operator's event loop, where the reconcile loops live (kopf would run
+sync handlers in a thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from trainforge_operator.api import GROUP, PLURAL, VERSION
+from trainforge_operator.builders import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
+from trainforge_operator.config import OperatorConfig
+from trainforge_operator.controller import Controller
+from trainforge_operator.kube import KubeApi, load_kube_config
+from trainforge_operator.progress import make_source
+
+log = logging.getLogger(__name__)
+
+
+def _controller(memo: Any) -> Controller:
+    controller = memo.get("controller")
+    if not isinstance(controller, Controller):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return controller
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = memo.get("config")
+    if not isinstance(config, OperatorConfig):
+        config = OperatorConfig()
+        memo["config"] = config
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 310
+    settings.watching.connect_timeout = 30
+    settings.watching.reconnect_backoff = 2.0
+    settings.networking.request_timeout = 60
+    settings.posting.level = logging.WARNING
+    if not isinstance(memo.get("controller"), Controller):
+        load_kube_config()
+        memo["controller"] = Controller(config, KubeApi(), make_source(config.progress_source))
+    log.info("trainforge operator started (namespaces: %s)", config.namespaces or "all")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    controller = memo.get("controller")
+    if isinstance(controller, Controller):
+        await controller.stop()
+
+
+@kopf.on.probe(id="reconcilers")
+def reconcilers(memo: kopf.Memo, **_: Any) -> int:
+    """Liveness detail on /healthz: number of jobs being reconciled."""
+    controller = memo.get("controller")
+    return len(controller.loops) if isinstance(controller, Controller) else 0
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def trainingjob_event(
+    event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if namespace is None:
+        return
+    controller = _controller(memo)
+    if event.get("type") == "DELETED":
+        controller.forget(namespace, name)
+    else:
+        controller.notify(namespace, name)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED: MANAGED_BY, LABEL_JOB: kopf.PRESENT})
+async def worker_pod_event(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if namespace is not None:
+        _controller(memo).notify(namespace, labels[LABEL_JOB])

@@ -1,0 +1,203 @@
+"""Thin Kubernetes API access for the reconciler (the official sync client, run in threads).
+
+Why the `kubernetes` client and not kopf: kopf watches and dispatches but is not a general API
+client; it can patch only the object being handled. The reconciler needs to list, create and delete
+children, replace the status with optimistic concurrency (resourceVersion, 409 on conflict) and
+post Events after the write. The sync client is well-kept and typed enough; `asyncio.to_thread`
+keeps the event loop free. Responses are read as raw JSON (`_preload_content=False`) so every
+object is a plain camelCase dict, exactly what the pure builders and `decide()` use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from trainforge_operator import metrics
+from trainforge_operator.api import GROUP, PLURAL, VERSION
+from trainforge_operator.builders import LABEL_JOB, LABEL_UID
+from trainforge_operator.reconcile import Event
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+COMPONENT = "trainforge-operator"
+
+
+def load_kube_config() -> None:
+    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _json(resp: Any) -> Obj:
+    data = json.loads(resp.data)
+    return data if isinstance(data, dict) else {}
+
+
+class ChildRejectedError(Exception):
+    """The API server refused a child built from the spec (400/422): the spec must change."""
+
+
+def _server_message(err: ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except (TypeError, ValueError):
+        return str(err.reason)
+
+
+class KubeApi:
+    """The handful of API calls the reconciler makes; expected 404/409 are not errors."""
+
+    def __init__(self, api_client: Any | None = None) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def _error(self, verb: str, resource: str, err: ApiException) -> None:
+        metrics.API_ERRORS.labels(verb=verb, resource=resource).inc()
+        log.warning("%s %s failed: %s %s", verb, resource, err.status, err.reason)
+
+    def get_job(self, namespace: str, name: str) -> Obj | None:
+        try:
+            resp = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            self._error("get", PLURAL, err)
+            raise
+        return _json(resp)
+
+    def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
+        """Pods of this job object (the uid label excludes a deleted namesake's pods)."""
+        try:
+            resp = self.core.list_namespaced_pod(
+                namespace,
+                label_selector=f"{LABEL_JOB}={job},{LABEL_UID}={uid}",
+                _preload_content=False,
+            )
+        except ApiException as err:
+            self._error("list", "pods", err)
+            raise
+        items = _json(resp).get("items") or []
+        return [p for p in items if isinstance(p, dict)]
+
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        read = {
+            "Service": self.core.read_namespaced_service,
+            "ConfigMap": self.core.read_namespaced_config_map,
+        }[kind]
+        try:
+            read(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            self._error("get", kind.lower() + "s", err)
+            raise
+        return True
+
+    def create(self, obj: Obj) -> bool:
+        """Create a child; an AlreadyExists (409) is success: names are deterministic."""
+        kind = obj["kind"]
+        namespace = obj["metadata"]["namespace"]
+        raw: Any = obj  # the client accepts plain dicts; its stubs name only the model classes
+        try:
+            if kind == "Pod":
+                self.core.create_namespaced_pod(namespace, raw, _preload_content=False)
+            elif kind == "Service":
+                self.core.create_namespaced_service(namespace, raw, _preload_content=False)
+            elif kind == "ConfigMap":
+                self.core.create_namespaced_config_map(namespace, raw, _preload_content=False)
+            else:
+                raise ValueError(f"the operator does not create {kind} objects")
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            self._error("create", kind.lower() + "s", err)
+            if err.status in (400, 422):
+                message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
+                raise ChildRejectedError(message) from err
+            raise
+        return True
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return
+            self._error("delete", "pods", err)
+            raise
+
+    def replace_status(self, body: Obj, status: Obj) -> bool:
+        """PUT the status subresource at the observed resourceVersion; False on conflict."""
+        meta = body["metadata"]
+        obj = {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": body.get("spec", {}),
+            "status": status,
+        }
+        try:
+            self.custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], obj,
+                _preload_content=False,
+            )  # fmt: skip
+        except ApiException as err:
+            if err.status in (404, 409):
+                return False
+            self._error("update", PLURAL + "/status", err)
+            raise
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background",
+                _preload_content=False,
+            )  # fmt: skip
+        except ApiException as err:
+            if err.status == 404:
+                return
+            self._error("delete", PLURAL, err)
+            raise
+
+    def post_event(self, body: Obj, event: Event, now: dt.datetime) -> None:
+        """A core/v1 Event on the TrainingJob; failures are logged, never fatal."""
+        meta = body["metadata"]
+        stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ev: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": COMPONENT},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], ev, _preload_content=False)
+        except ApiException as err:
+            self._error("create", "events", err)

@@ -1,0 +1,67 @@
+"""Entrypoint `trainforge-operator`: load the config, serve metrics, run kopf.
+
+Runs standalone (no peering) unless the config names a peering object; watches the configured
+namespaces or the whole cluster; liveness on `:<healthPort>/healthz`; JSON logs by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from trainforge_operator import handlers as _handlers  # noqa: F401  (registers the handlers)
+from trainforge_operator import metrics
+from trainforge_operator.config import OperatorConfig, load_config
+from trainforge_operator.controller import Controller
+
+
+def configure_logging(config: OperatorConfig) -> None:
+    fmt = kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(
+        debug=config.log_level == "DEBUG",
+        quiet=config.log_level in ("WARNING", "ERROR"),
+        log_format=fmt,
+    )
+    logging.getLogger().setLevel(config.log_level)
+    if config.log_level != "DEBUG":
+        # kopf logs every handled watch event at INFO; our own reconcile logs say what happened.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+async def run_operator(
+    config: OperatorConfig,
+    *,
+    controller: Controller | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    liveness: bool = True,
+) -> None:
+    """Run kopf with this config until stopped (tests pass their own controller and flags)."""
+    memo: dict[str, Any] = {"config": config}
+    if controller is not None:
+        memo["controller"] = controller
+    await kopf.operator(
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if liveness else None,
+        memo=kopf.Memo(memo),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def main() -> None:
+    config = load_config()
+    configure_logging(config)
+    metrics.serve(config.metrics_port)
+    asyncio.run(run_operator(config))
+
+
+if __name__ == "__main__":
+    main()

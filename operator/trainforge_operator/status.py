@@ -1,0 +1,156 @@
+"""Status helpers (pure): conditions, worker counts, progress parsing and time formatting."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from trainforge_operator.api import Condition, Finding, Progress, WorkerCounts
+
+Obj = dict[str, Any]
+
+
+def iso(t: dt.datetime) -> str:
+    """RFC 3339 UTC with seconds precision, the form Kubernetes uses."""
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def human_duration(seconds: float | None) -> str | None:
+    """'1h02m', '3m20s', '45s': short enough for a printer column."""
+    if seconds is None or seconds < 0:
+        return None
+    s = round(seconds)
+    hours, rest = divmod(s, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Upsert a condition; lastTransitionTime changes only when the status flips."""
+    value = "True" if status else "False"
+    out: list[Condition] = []
+    found = False
+    for c in conditions:
+        if c.type != type_:
+            out.append(c)
+            continue
+        found = True
+        changed = c.status != value
+        out.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=iso(now) if changed else c.last_transition_time,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        out.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=iso(now),
+                observed_generation=generation,
+            )
+        )
+    return out
+
+
+def condition_true(conditions: list[Condition], type_: str) -> bool:
+    return any(c.type == type_ and c.status == "True" for c in conditions)
+
+
+def count_workers(pods: list[Obj]) -> WorkerCounts:
+    counts = WorkerCounts()
+    for pod in pods:
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if phase == "Running":
+            counts.running += 1
+        elif phase == "Succeeded":
+            counts.succeeded += 1
+        elif phase == "Failed":
+            counts.failed += 1
+        else:
+            counts.pending += 1
+    return counts
+
+
+def _float_metrics(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+            out[str(key)] = float(value)
+    return out
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _num_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parse_progress(
+    raw: Obj, previous: Progress | None, now: dt.datetime
+) -> tuple[Progress, list[Finding]]:
+    """Rank 0's /progress JSON into status.progress, tracking when the step last advanced."""
+    step = _int_or_none(raw.get("step"))
+    prev_step = previous.step if previous else None
+    advanced = step is not None and (prev_step is None or step != prev_step)
+    if advanced or previous is None:
+        last_advance = iso(now)
+    else:
+        last_advance = previous.last_advance_time or iso(now)
+    eta_seconds = _num_or_none(raw.get("etaSeconds"))
+    progress = Progress(
+        step=step,
+        total_steps=_int_or_none(raw.get("totalSteps")),
+        percent=_num_or_none(raw.get("percent")),
+        eta_seconds=eta_seconds,
+        eta=human_duration(eta_seconds),
+        metrics=_float_metrics(raw.get("metrics")),
+        resumed_from_step=_int_or_none(raw.get("resumedFromStep")),
+        phase=str(raw["phase"]) if isinstance(raw.get("phase"), str) else None,
+        updated_at=str(raw["updatedAt"]) if raw.get("updatedAt") is not None else None,
+        last_advance_time=last_advance,
+    )
+    findings = [
+        Finding.model_validate(
+            {k: f.get(k) for k in ("rule", "step", "message", "action") if f.get(k) is not None}
+        )
+        for f in raw.get("findings") or []
+        if isinstance(f, dict)
+    ]
+    return progress, findings

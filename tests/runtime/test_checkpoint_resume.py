@@ -1,0 +1,142 @@
+"""Resuming from a checkpoint gives bit-identical weights to an uninterrupted run.
+
+Two processes on gloo/CPU per layout. Each worker runs, in order: an uninterrupted baseline of
+STEPS steps; a run that checkpoints every EVERY steps and "crashes" after CRASH_AT; a fresh model,
+optimizer and manager that resume from the newest checkpoint and finish. Data depend only on
+(step, rank), so any state the checkpoint failed to restore shows up as a weight difference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from trainforge_runtime.checkpoint import CheckpointManager
+
+STEPS, EVERY, CRASH_AT, WORLD = 10, 3, 7, 2
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _build(layout: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    if layout == "data":
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model)
+    else:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh("cpu", (WORLD,))
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+def _train(
+    layout: str, rank: int, uri: str | None, start_from_ckpt: bool, stop: int
+) -> torch.nn.Module:
+    model, optim = _build(layout)
+    state: dict[str, object] = {"model": model, "optimizer": optim, "step": 0}
+    mgr = None
+    first = 1
+    if uri:
+        mgr = CheckpointManager(
+            uri, every_steps=EVERY, keep=2, rank=rank, world_size=WORLD,
+            sharded=layout != "data", layout=layout,
+        )  # fmt: skip
+        if start_from_ckpt:
+            loaded = mgr.load_latest(into=state)
+            assert loaded is not None
+            first = int(loaded[1]["step"]) + 1  # type: ignore[call-overload]
+            assert first - 1 == loaded[0]
+    for step in range(first, stop + 1):
+        gen = torch.Generator().manual_seed(1000 * step + rank)
+        x, y = torch.randn(16, 8, generator=gen), torch.randn(16, 4, generator=gen)
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        state["step"] = step
+        if mgr:
+            mgr.maybe_save(step, state)
+    return model
+
+
+def _full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return {k: v.clone() for k, v in get_model_state_dict(model, options=opts).items()}
+
+
+def _worker(rank: int, layout: str, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        uri = f"file://{out}/ckpt"
+        baseline = _full_weights(_train(layout, rank, None, False, STEPS))
+        _train(layout, rank, uri, False, CRASH_AT)  # "crashes" after step 7: newest ckpt is 6
+        after_crash = sorted(os.listdir(f"{out}/ckpt"))
+        resumed = _full_weights(_train(layout, rank, uri, True, STEPS))
+        if rank == 0:
+            torch.save({"baseline": baseline, "resumed": resumed}, f"{out}/weights.pt")
+            Path(out, "dirs.json").write_text(json.dumps(after_crash))
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(layout: str, tmp_path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    mp.spawn(_worker, args=(layout, _port(), str(tmp_path)), nprocs=WORLD, join=True)
+    assert json.loads((tmp_path / "dirs.json").read_text()) == ["step-00000003", "step-00000006"]
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["step-00000006", "step-00000009"]
+    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    assert manifest["worldSize"] == WORLD
+    assert manifest["step"] == 9
+    return torch.load(tmp_path / "weights.pt", weights_only=True)
+
+
+def _assert_same(weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    base, resumed = weights["baseline"], weights["resumed"]
+    assert base.keys() == resumed.keys()
+    assert base
+    for key in base:
+        assert torch.equal(base[key], resumed[key]), f"{key} differs after resume"
+
+
+@pytest.mark.timeout(300)
+def test_resume_ddp_matches_uninterrupted_run(tmp_path: Path) -> None:
+    weights = _run("data", tmp_path)
+    _assert_same(weights)
+    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    assert {f["path"] for f in manifest["files"]} == {
+        "state.pt",
+        "extra-rank0.pt",
+        "extra-rank1.pt",
+    }
+
+
+@pytest.mark.timeout(300)
+def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
+    weights = _run("fsdp", tmp_path)
+    _assert_same(weights)
+    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    paths = {f["path"] for f in manifest["files"]}
+    assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= paths
+    assert manifest["format"] == "dcp"
+    assert manifest["layout"] == "fsdp"

@@ -1,0 +1,136 @@
+"""The launcher end to end: metrics endpoints, plain torchrun scripts, SIGTERM, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from runtime_helpers import SCRIPTS, free_port_range, launcher_env, make_context, run_launcher
+
+EXPECTED_GAUGES = [
+    "trainforge_train_step",
+    "trainforge_train_epoch",
+    "trainforge_train_loss",
+    "trainforge_val_loss",
+    "trainforge_train_accuracy",
+    "trainforge_val_accuracy",
+    "trainforge_learning_rate",
+    "trainforge_grad_norm",
+    "trainforge_samples_per_second",
+    "trainforge_tokens_per_second",
+    "trainforge_gpu_utilization_ratio",
+    "trainforge_gpu_memory_used_bytes",
+    "trainforge_total_steps",
+]
+
+
+def labels_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Parse the exposition: (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, labels_key(s.labels)): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def wait_for(paths: list[Path], proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not all(p.exists() for p in paths):
+        assert proc.poll() is None, f"launcher exited early: {proc.communicate()}"
+        assert time.time() < deadline, "workers never became ready"
+        time.sleep(0.2)
+
+
+def start(ctx: dict, tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainforge_runtime.launch"],
+        env=launcher_env(ctx, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
+    base = free_port_range(2)
+    cmd = ["python", str(SCRIPTS / "hold_trainer.py")]
+    ctx = make_context("metrics-ddp", command=cmd, metrics_port=base)
+    proc = start(ctx, tmp_path)
+    run = tmp_path / "run"
+    try:
+        wait_for([run / "ready-0", run / "ready-1"], proc)
+        for rank in (0, 1):
+            status, text = get(f"http://127.0.0.1:{base + rank}/metrics")
+            assert status == 200
+            samples = scrape(text)
+            want = {"job": "metrics-ddp", "namespace": "test", "rank": str(rank)}
+            for name in EXPECTED_GAUGES:
+                assert samples.get((name, labels_key(want))) is not None, f"{name} on rank {rank}"
+            assert samples[("trainforge_train_step", labels_key(want))] == 5.0
+            assert samples[("trainforge_grad_norm", labels_key(want))] > 0
+            for phase in ("data_wait", "compute", "total"):
+                key = labels_key({**want, "phase": phase})
+                assert samples[("trainforge_step_seconds_count", key)] == 5.0
+            assert ("trainforge_checkpoint_seconds_count", labels_key(want)) in samples
+        status, body = get(f"http://127.0.0.1:{base}/progress")
+        progress = json.loads(body)
+        assert progress["step"] == 5
+        assert progress["totalSteps"] == 5
+        assert progress["percent"] == 100.0
+        assert progress["metrics"]["val_loss"] == 0.3
+        assert progress["phase"] == "training"
+        assert get(f"http://127.0.0.1:{base + 1}/progress")[0] == 404  # rank 0 only
+    finally:
+        (run / "release").write_text("")
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+
+
+def test_ddp_sigterm_forwards_and_exits_143(tmp_path: Path) -> None:
+    cmd = ["python", str(SCRIPTS / "hold_trainer.py")]
+    ctx = make_context("sigterm", command=cmd, hyperparameters={"mode": "loop"})
+    proc = start(ctx, tmp_path)
+    wait_for([tmp_path / "run" / "ready-0", tmp_path / "run" / "ready-1"], proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out[-3000:]
+    term = json.loads((tmp_path / "termination.json").read_text())
+    assert term["exitCode"] == 143
+    assert term["exitReason"] == "Terminated"
+
+
+def test_ddp_plain_torchrun_script_runs_unchanged(tmp_path: Path) -> None:
+    ctx = make_context("plain", command=["python", str(SCRIPTS / "plain_torchrun.py")])
+    result = run_launcher(ctx, tmp_path)
+    assert result.code == 0
+    for rank in (0, 1):
+        text = (tmp_path / "run" / f"plain-{rank}.txt").read_text()
+        assert text == f"{rank} 2 {rank} 3.0"
+
+
+def test_ddp_user_error_exits_1_with_message(tmp_path: Path) -> None:
+    ctx = make_context("boom", command=["python", "-c", "raise SystemExit(1)"])
+    result = run_launcher(ctx, tmp_path)
+    assert result.code == 1
+    assert result.termination is not None
+    assert result.termination["exitCode"] == 1

@@ -1,0 +1,57 @@
+"""`trainforge run examples/digits-ddp.yaml --local`: 2 launchers x 1 proc, DDP over gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runtime_helpers import REPO, free_port_range
+
+
+def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "training_image"), str(REPO / "operator")])
+    return subprocess.run(
+        ["nice", "-n", "5", sys.executable, "-m", "trainforge_runtime.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_ddp_local_mode_digits_reaches_90_percent(tmp_path: Path) -> None:
+    port = free_port_range(2)
+    example = REPO / "examples" / "digits-ddp.yaml"
+    proc = run_cli(["run", str(example), "--local", "--metrics-port", str(port)], tmp_path)
+    out_dir = tmp_path / "trainforge-output" / "digits-ddp"
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 node(s) x 1 proc(s), layout data" in proc.stdout
+    assert "%] step " in proc.stdout  # progress lines from rank 0's /progress
+    assert "test_accuracy" in proc.stdout  # final summary
+    term = json.loads((out_dir / "termination-node0.json").read_text())
+    assert term["exitReason"] == "Succeeded"
+    assert term["metrics"]["test_accuracy"] >= 0.9
+    assert term["metrics"]["test_f1_macro"] >= 0.9
+    cm = json.loads((out_dir / "run" / "artifacts" / "confusion_matrix.json").read_text())
+    assert len(cm) == 10
+    assert sum(map(sum, cm)) > 200
+    context = json.loads((out_dir / "context.json").read_text())
+    assert context["artifacts"]["uri"].startswith("file://")
+    assert context["parallelism"]["nodes"] == 2
+
+
+def test_local_mode_rejects_bad_spec_with_64(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: trainforge.io/v1alpha1\nkind: TrainingJob\nmetadata: {name: bad}\n"
+        "spec:\n  command: [python, -m, trainforge_runtime.trainers.gpt]\n"
+        "  parallelism: {layout: tensor, nodes: 1, procsPerNode: 3, tensorParallel: 2}\n"
+    )
+    proc = run_cli(["run", str(bad), "--local"], tmp_path)
+    assert proc.returncode == 64
+    assert "must divide the world size" in proc.stderr

@@ -1,0 +1,233 @@
+"""`trainforge run JOB.yaml --local`: run a TrainingJob on this machine under the pod contract.
+
+Local mode starts one launcher per node (`python -m trainforge_runtime.launch`) with the same env
+the operator sets in pods (NODE_RANK, NNODES, NPROC_PER_NODE, MASTER_ADDR/PORT, TRAINFORGE_*),
+polls rank 0's `/progress` to print progress, and prints the termination summary at the end.
+Node i's ranks serve metrics on `metrics.port + i*procsPerNode + local_rank`, so nothing collides.
+Remote artifact and checkpoint URIs are redirected to `file://./trainforge-output/<job>/` unless
+`--keep-uris` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainforge_runtime import exitcodes
+from trainforge_runtime.config import (
+    ENV_METRICS_PORT,
+    ENV_RUN_DIR,
+    ENV_TERMINATION_LOG,
+    validate_context,
+)
+from trainforge_runtime.contract import ENV_ATTEMPT, ENV_CONTEXT_FILE, ENV_POD_NAME, JobContext
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """Read a TrainingJob YAML file (the first TrainingJob document in it)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise exitcodes.InvalidContextError(f"cannot read {path}: {exc}") from None
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "TrainingJob":
+            return doc
+    raise exitcodes.InvalidContextError(f"{path} holds no document with kind: TrainingJob")
+
+
+def build_local_context(manifest: dict[str, Any], out_dir: Path, keep_uris: bool) -> JobContext:
+    """The operator's converter, then local-mode overrides (rendezvous, output URIs)."""
+    from trainforge_operator.jobcontext import InvalidSpecError, job_context_from_manifest
+
+    try:
+        ctx = job_context_from_manifest(manifest)
+    except InvalidSpecError as exc:
+        raise exitcodes.InvalidContextError(f"invalid TrainingJob: {exc}") from None
+    validate_context(ctx)
+    ctx.rendezvous.master_addr = "127.0.0.1"
+    ctx.rendezvous.master_port = free_port()
+    if not keep_uris:
+        ctx.artifacts.uri = (out_dir / "artifacts").resolve().as_uri() + "/"
+        ctx.artifacts.s3_endpoint = None
+        ctx.artifacts.credentials_secret = None
+        if ctx.checkpoint.uri:
+            ctx.checkpoint.uri = (out_dir / "checkpoints").resolve().as_uri() + "/"
+    return ctx
+
+
+def node_env(
+    ctx: JobContext, node: int, out_dir: Path, metrics_base: int, spec_env: dict[str, str]
+) -> dict[str, str]:
+    """The env a worker pod of node rank `node` would get from the operator."""
+    par = ctx.parallelism
+    env = dict(os.environ)
+    env.update(spec_env)
+    env.update(
+        {
+            ENV_CONTEXT_FILE: str(out_dir / "context.json"),
+            "NODE_RANK": str(node),
+            "RANK": str(node),
+            "NNODES": str(par.nodes),
+            "NPROC_PER_NODE": str(par.procs_per_node),
+            "WORLD_SIZE": str(par.world_size),
+            "MASTER_ADDR": ctx.rendezvous.master_addr,
+            "MASTER_PORT": str(ctx.rendezvous.master_port),
+            ENV_ATTEMPT: "0",
+            ENV_POD_NAME: f"{ctx.job.name}-worker-{node}",
+            ENV_RUN_DIR: str(out_dir / "run"),
+            ENV_TERMINATION_LOG: str(out_dir / f"termination-node{node}.json"),
+            ENV_METRICS_PORT: str(metrics_base + node * par.procs_per_node),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def plain_env(manifest: dict[str, Any]) -> dict[str, str]:
+    """spec.env entries with literal values (valueFrom needs a cluster and is skipped)."""
+    out: dict[str, str] = {}
+    for item in (manifest.get("spec") or {}).get("env") or []:
+        if "value" in item:
+            out[str(item["name"])] = str(item["value"])
+        else:
+            print(f"trainforge: env {item.get('name')} uses valueFrom; skipped in local mode")
+    return out
+
+
+def fetch_progress(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/progress", timeout=1) as resp:
+            return dict(json.loads(resp.read()))
+    except (OSError, ValueError):
+        return None
+
+
+def format_progress(p: dict[str, Any]) -> str:
+    pct = p.get("percent")
+    head = f"[{pct:5.1f}%]" if pct is not None else "[  ?  ]"
+    total = p.get("totalSteps") or "?"
+    parts = [f"{head} step {p.get('step')}/{total} epoch {p.get('epoch')}", p.get("phase", "")]
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        if key in p.get("metrics", {}):
+            parts.append(f"{key} {p['metrics'][key]:.4f}")
+    if p.get("etaSeconds") is not None:
+        parts.append(f"eta {p['etaSeconds']:.0f}s")
+    return "  ".join(str(x) for x in parts if x)
+
+
+def run_local(
+    path: Path, out_root: Path, keep_uris: bool, metrics_port: int | None, resume: bool = False
+) -> int:
+    manifest = load_manifest(path)
+    name = str((manifest.get("metadata") or {}).get("name") or "job")
+    out_dir = (out_root / name).resolve()
+    if not resume and not keep_uris and (out_dir / "checkpoints").exists():
+        shutil.rmtree(out_dir / "checkpoints")  # a new local run starts fresh unless --resume
+    (out_dir / "run").mkdir(parents=True, exist_ok=True)
+    ctx = build_local_context(manifest, out_dir, keep_uris)
+    (out_dir / "context.json").write_text(ctx.to_json())
+    base = metrics_port or (ctx.metrics.port if ctx.metrics.enabled else free_port())
+    par = ctx.parallelism
+    print(
+        f"trainforge: running {name} locally: {par.nodes} node(s) x {par.procs_per_node} proc(s), "
+        f"layout {par.layout}; progress on http://127.0.0.1:{base}/progress; output {out_dir}"
+    )
+    spec_env = plain_env(manifest)
+    procs = []
+    for node in range(par.nodes):
+        log_file = (out_dir / f"node-{node}.log").open("w")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trainforge_runtime.launch"],
+                env=node_env(ctx, node, out_dir, base, spec_env),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    codes = _watch(procs, base)
+    return _report(codes, out_dir)
+
+
+def _watch(procs: list[subprocess.Popen[bytes]], port: int) -> list[int]:
+    """Print progress until every launcher exits; Ctrl-C sends SIGTERM like a pod deletion."""
+    last_step = None
+    try:
+        while any(p.poll() is None for p in procs):
+            progress = fetch_progress(port)
+            if progress and progress.get("step") != last_step:
+                last_step = progress.get("step")
+                print(format_progress(progress), flush=True)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+    return [int(p.returncode) for p in procs]
+
+
+def _report(codes: list[int], out_dir: Path) -> int:
+    failed = [c for c in codes if c != 0]
+    code = failed[0] if failed else 0
+    for preferred in (64, 65, 66, 1):
+        if preferred in failed:
+            code = preferred
+            break
+    term = out_dir / "termination-node0.json"
+    summary = json.loads(term.read_text()) if term.exists() else {}
+    print(f"trainforge: finished with exit code {code} ({exitcodes.reason_for(code)})")
+    for key, value in (summary.get("metrics") or {}).items():
+        print(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")
+    if summary.get("artifacts"):
+        print(f"  artifacts: {json.dumps(summary['artifacts'])}")
+    for finding in summary.get("findings") or []:
+        print(f"  finding: {finding}")
+    if summary.get("message"):
+        print(f"  message: {summary['message']}")
+    if code:
+        print(f"  logs: {out_dir}/node-*.log")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainforge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run a TrainingJob file")
+    run.add_argument("file", type=Path)
+    run.add_argument("--local", action="store_true", help="run on this machine (required for now)")
+    run.add_argument("--output", type=Path, default=Path("trainforge-output"))
+    run.add_argument("--keep-uris", action="store_true", help="keep remote artifact/ckpt URIs")
+    run.add_argument("--metrics-port", type=int, default=None, help="base metrics port")
+    run.add_argument("--resume", action="store_true", help="continue from local checkpoints")
+    args = parser.parse_args(argv)
+    if not args.local:
+        print("trainforge run: only --local is supported; use kubectl apply -f for clusters")
+        return 2
+    try:
+        code = run_local(args.file, args.output, args.keep_uris, args.metrics_port, args.resume)
+    except exitcodes.InvalidContextError as exc:
+        print(f"trainforge: {exc.message}", file=sys.stderr)
+        code = exc.code
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Load and validate the job context plus the per-process env contract.
+
+Every check here fails fast with exit 64 and a message that says what to change, because a bad
+context can never succeed on retry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from trainforge_runtime.contract import CONTEXT_PATH, ENV_ATTEMPT, ENV_CONTEXT_FILE, JobContext
+from trainforge_runtime.exitcodes import InvalidContextError
+
+ENV_RUN_DIR = "TRAINFORGE_RUN_DIR"  # where workers write summaries and the artifacts directory
+ENV_METRICS_PORT = "TRAINFORGE_METRICS_PORT"  # overrides metrics.port (local mode: one per node)
+ENV_TERMINATION_LOG = "TRAINFORGE_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_RUN_DIR = "/tmp/trainforge-run"  # noqa: S108 - per-pod scratch, the pod owns /tmp
+
+
+def context_path() -> Path:
+    """The context file: `TRAINFORGE_CONTEXT` or the ConfigMap mount path."""
+    return Path(os.environ.get(ENV_CONTEXT_FILE, CONTEXT_PATH))
+
+
+def load_context(path: Path | None = None) -> JobContext:
+    """Read and validate the JobContext JSON; raise InvalidContextError with a fix-it message."""
+    path = path or context_path()
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidContextError(
+            f"job context file {path} not found: mount the <job>-context ConfigMap there "
+            f"or point {ENV_CONTEXT_FILE} at a context JSON file"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidContextError(f"job context file {path} is not valid JSON: {exc}") from None
+    try:
+        ctx = JobContext.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidContextError(f"job context file {path} is invalid: {exc}") from None
+    validate_context(ctx)
+    return ctx
+
+
+def validate_context(ctx: JobContext) -> None:
+    """Reject parallelism settings that cannot map onto the world size."""
+    par = ctx.parallelism
+    world, tp, pp = par.world_size, par.tensor_parallel, par.pipeline_stages
+    if tp > 1 and par.layout != "tensor":
+        raise InvalidContextError(
+            f"tensorParallel={tp} needs layout 'tensor' (got '{par.layout}'): "
+            "set layout: tensor or tensorParallel: 1"
+        )
+    if pp > 1 and par.layout != "pipeline":
+        raise InvalidContextError(
+            f"pipelineStages={pp} needs layout 'pipeline' (got '{par.layout}'): "
+            "set layout: pipeline or pipelineStages: 1"
+        )
+    if par.layout == "pipeline" and pp < 2:
+        raise InvalidContextError("layout 'pipeline' needs pipelineStages >= 2")
+    if world % (tp * pp) != 0:
+        raise InvalidContextError(
+            f"world size {world} (nodes {par.nodes} x procsPerNode {par.procs_per_node}) is not "
+            f"divisible by tensorParallel x pipelineStages = {tp * pp}: change nodes, "
+            "procsPerNode, tensorParallel or pipelineStages"
+        )
+    if not ctx.command:
+        raise InvalidContextError("job context has an empty command: set spec.command")
+
+
+def _env_int(name: str, default: int, *alts: str) -> int:
+    for key in (name, *alts):
+        value = os.environ.get(key)
+        if value not in (None, ""):
+            try:
+                return int(value)
+            except ValueError:
+                raise InvalidContextError(f"env {key}={value!r} is not an integer") from None
+    return default
+
+
+@dataclass(frozen=True)
+class NodeEnv:
+    """What the launcher needs from the pod env (set by the operator or by local mode)."""
+
+    node_rank: int
+    nnodes: int
+    nproc_per_node: int
+    master_addr: str
+    master_port: int
+    attempt: int
+
+    @classmethod
+    def from_env(cls, ctx: JobContext) -> NodeEnv:
+        """Env wins over the context so one ConfigMap serves every pod and attempt."""
+        par = ctx.parallelism
+        env = cls(
+            node_rank=_env_int("NODE_RANK", 0, "PET_NODE_RANK"),
+            nnodes=_env_int("NNODES", par.nodes, "PET_NNODES"),
+            nproc_per_node=_env_int("NPROC_PER_NODE", par.procs_per_node, "PET_NPROC_PER_NODE"),
+            master_addr=os.environ.get("MASTER_ADDR")
+            or os.environ.get("PET_MASTER_ADDR")
+            or ctx.rendezvous.master_addr,
+            master_port=_env_int("MASTER_PORT", ctx.rendezvous.master_port, "PET_MASTER_PORT"),
+            attempt=_env_int(ENV_ATTEMPT, 0),
+        )
+        env.check(ctx)
+        return env
+
+    def check(self, ctx: JobContext) -> None:
+        """The env must describe the same gang as the context, or ranks would never meet."""
+        par = ctx.parallelism
+        if (self.nnodes, self.nproc_per_node) != (par.nodes, par.procs_per_node):
+            raise InvalidContextError(
+                f"env says NNODES={self.nnodes} NPROC_PER_NODE={self.nproc_per_node} but the "
+                f"context says nodes={par.nodes} procsPerNode={par.procs_per_node}: "
+                "recreate the job so both come from the same spec"
+            )
+        if not 0 <= self.node_rank < self.nnodes:
+            raise InvalidContextError(
+                f"NODE_RANK={self.node_rank} is outside [0, {self.nnodes}): check the pod env"
+            )

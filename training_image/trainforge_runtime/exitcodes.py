@@ -1,0 +1,58 @@
+"""Exit codes shared by the launcher and the workers (see docs/architecture.md).
+
+The operator classifies failures by these numbers, so they are a contract, not a convenience.
+"""
+
+from __future__ import annotations
+
+import signal
+
+SUCCESS = 0
+USER_ERROR = 1
+INVALID_CONTEXT = 64
+HEALTH_STOP = 65
+UPLOAD_FAILED = 66
+TRANSIENT = 75
+SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143: stopped after a checkpoint, retryable
+
+REASONS: dict[int, str] = {
+    SUCCESS: "Succeeded",
+    USER_ERROR: "UserError",
+    INVALID_CONTEXT: "InvalidContext",
+    HEALTH_STOP: "HealthStop",
+    UPLOAD_FAILED: "UploadFailed",
+    TRANSIENT: "Transient",
+    SIGTERM_EXIT: "Terminated",
+}
+
+
+class RuntimeExit(Exception):  # noqa: N818 - a control-flow exit, not an error type
+    """Raised inside the runtime to end the process with a specific exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class InvalidContextError(RuntimeExit):
+    """The job context or hyperparameters cannot work; retrying will not help (exit 64)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(INVALID_CONTEXT, message)
+
+
+def reason_for(code: int) -> str:
+    """Name an exit code for the termination message; signals become `Signal<N>`."""
+    if code in REASONS:
+        return REASONS[code]
+    if code > 128:
+        return f"Signal{code - 128}"
+    if code < 0:
+        return f"Signal{-code}"
+    return "UserError"
+
+
+def normalize(code: int) -> int:
+    """Map Python's negative 'killed by signal N' codes to the shell's 128+N convention."""
+    return 128 + (-code) if code < 0 else code

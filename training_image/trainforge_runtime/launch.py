@@ -1,0 +1,193 @@
+"""The worker pod entrypoint: `python -m trainforge_runtime.launch` (console: trainforge-launch).
+
+Reads the job context and the pod env, then runs `procsPerNode` local processes of the job's
+command through torch's elastic agent with a static rendezvous on MASTER_ADDR:MASTER_PORT (no
+restarts inside the pod: the operator restarts the whole gang). The agent forwards SIGTERM to the
+workers, which checkpoint and exit 143. On exit the launcher writes the termination message
+(`TRAINFORGE_TERMINATION_LOG`, default /dev/termination-log) from the lowest local rank's summary,
+which on node 0 is global rank 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from trainforge_runtime import exitcodes
+from trainforge_runtime.config import (
+    DEFAULT_RUN_DIR,
+    DEFAULT_TERMINATION_LOG,
+    ENV_RUN_DIR,
+    ENV_TERMINATION_LOG,
+    NodeEnv,
+    load_context,
+)
+from trainforge_runtime.contract import JobContext
+
+log = logging.getLogger("trainforge.launch")
+
+MAX_TERMINATION_BYTES = 4096
+RDZV_TIMEOUT_S = int(os.environ.get("TRAINFORGE_RDZV_TIMEOUT", "900"))
+PERMANENT_FIRST = (exitcodes.INVALID_CONTEXT, exitcodes.HEALTH_STOP, exitcodes.UPLOAD_FAILED)
+
+
+def build_command(ctx: JobContext) -> tuple[str, list[str]]:
+    """The program each local rank runs; a bare `python` means this interpreter."""
+    argv = [*ctx.command, *ctx.args]
+    program = sys.executable if argv[0] in ("python", "python3") else argv[0]
+    return program, argv[1:]
+
+
+def launch_config(ctx: JobContext, env: NodeEnv, run_id: str) -> Any:
+    """Elastic LaunchConfig for a fixed-size gang with static rendezvous."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(
+        min_nodes=env.nnodes,
+        max_nodes=env.nnodes,
+        nproc_per_node=env.nproc_per_node,
+        run_id=run_id,
+        role="trainer",
+        rdzv_endpoint=f"{env.master_addr}:{env.master_port}",
+        rdzv_backend="static",
+        rdzv_configs={"rank": env.node_rank, "timeout": RDZV_TIMEOUT_S},
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
+
+
+def pick_exit_code(failures: dict[int, Any]) -> int:
+    """Root cause among failed local ranks: a permanent code beats fallout (75, signals, 1)."""
+    codes = {rank: exitcodes.normalize(int(f.exitcode)) for rank, f in failures.items()}
+    for preferred in PERMANENT_FIRST:
+        if preferred in codes.values():
+            return preferred
+    ordered = [codes[r] for r in sorted(codes)]
+    return next((c for c in ordered if c == exitcodes.USER_ERROR), ordered[0] if ordered else 1)
+
+
+def run_agent(ctx: JobContext, env: NodeEnv) -> int:
+    """Run the local gang; return the launcher's exit code."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    program, args = build_command(ctx)
+    run_id = ctx.job.uid or f"{ctx.job.namespace}-{ctx.job.name}"
+    try:
+        elastic_launch(launch_config(ctx, env, run_id), program)(*args)
+    except ChildFailedError as exc:
+        return pick_exit_code(exc.failures)
+    except SignalException as exc:
+        log.warning("launcher got %s: workers were told to checkpoint and stop", exc.sigval)
+        return 128 + int(exc.sigval)
+    except Exception as exc:  # rendezvous timeouts, lost peers: retry the gang
+        log.error("launcher failed (%s: %s); exiting 75 (retryable)", type(exc).__name__, exc)
+        return exitcodes.TRANSIENT
+    return exitcodes.SUCCESS
+
+
+def read_summary(run_dir: Path, env: NodeEnv) -> dict[str, Any]:
+    """The lowest local rank's summary (global rank 0 on node 0), or {} if none was written."""
+    first = env.node_rank * env.nproc_per_node
+    for rank in range(first, first + env.nproc_per_node):
+        path = run_dir / f"summary-rank{rank}.json"
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return {}
+
+
+def termination_message(summary: dict[str, Any], code: int) -> str:
+    """Compact JSON within 4 KiB: drop findings, then metrics, until it fits."""
+    msg = {
+        "exitReason": summary.get("exitReason") or exitcodes.reason_for(code),
+        "exitCode": code,
+        "step": summary.get("step"),
+        "metrics": summary.get("metrics", {}),
+        "artifacts": summary.get("artifacts"),
+        "findings": summary.get("findings", [])[-10:],
+    }
+    if code != 0 and summary.get("exitReason") == "Succeeded":
+        msg["exitReason"] = exitcodes.reason_for(code)
+    if summary.get("message"):
+        msg["message"] = summary["message"]
+    for drop in (None, "findings", "message", "metrics", "artifacts"):
+        if drop:
+            msg.pop(drop, None)
+        text = json.dumps(msg, separators=(",", ":"), default=str)
+        if len(text.encode()) <= MAX_TERMINATION_BYTES:
+            return text
+    return text[:MAX_TERMINATION_BYTES]
+
+
+def write_termination_log(text: str) -> None:
+    """Best effort: outside Kubernetes the path usually is not writable, and that is fine."""
+    path = Path(os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG))
+    try:
+        with path.open("w") as fh:
+            fh.write(text)
+    except OSError:
+        log.debug("termination log %s not writable; skipped", path)
+
+
+def prepare_run_dir(ctx: JobContext) -> Path:
+    """A fresh per-attempt directory the workers share for summaries and artifacts."""
+    base = os.environ.get(ENV_RUN_DIR)
+    if base:
+        run_dir = Path(base)
+    else:
+        root = Path(DEFAULT_RUN_DIR)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            root = Path(tempfile.gettempdir()) / "trainforge-run"
+        run_dir = root / f"{ctx.job.name}-{uuid.uuid4().hex[:8]}"
+        os.environ[ENV_RUN_DIR] = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("summary-rank*.json"):
+        stale.unlink()
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns (and exits with) the code documented in docs/architecture.md."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher %(levelname)s %(message)s")
+    try:
+        ctx = load_context()
+        env = NodeEnv.from_env(ctx)
+    except exitcodes.InvalidContextError as exc:
+        print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
+        write_termination_log(termination_message({"message": exc.message}, exc.code))
+        return exc.code
+    run_dir = prepare_run_dir(ctx)
+    log.info(
+        "job %s/%s node %d/%d: %d local procs, layout %s, attempt %d",
+        ctx.job.namespace,
+        ctx.job.name,
+        env.node_rank,
+        env.nnodes,
+        env.nproc_per_node,
+        ctx.parallelism.layout,
+        env.attempt,
+    )
+    code = run_agent(ctx, env)
+    write_termination_log(termination_message(read_summary(run_dir, env), code))
+    log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
+    return code
+
+
+def cli() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

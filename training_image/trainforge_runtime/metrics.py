@@ -1,0 +1,171 @@
+"""Per-worker Prometheus metrics and the HTTP server for `/metrics` and rank 0's `/progress`.
+
+Each local rank listens on `metrics.port + local_rank` so several ranks in one pod never collide
+(`TRAINFORGE_METRICS_PORT` overrides the base port; local mode uses it to give each node its range).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from trainforge_runtime.progress import ProgressTracker
+
+log = logging.getLogger(__name__)
+
+BASE_LABELS = ("job", "namespace", "rank")
+STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+CKPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+# log_metrics() keyword -> gauge name (without the trainforge_ prefix)
+GAUGE_KEYS: dict[str, str] = {
+    "loss": "train_loss",
+    "train_loss": "train_loss",
+    "val_loss": "val_loss",
+    "accuracy": "train_accuracy",
+    "train_accuracy": "train_accuracy",
+    "val_accuracy": "val_accuracy",
+    "lr": "learning_rate",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "samples_per_second": "samples_per_second",
+    "tokens_per_second": "tokens_per_second",
+    "epoch": "train_epoch",
+}
+GAUGES = (
+    "train_step",
+    "train_epoch",
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "learning_rate",
+    "grad_norm",
+    "samples_per_second",
+    "tokens_per_second",
+    "gpu_utilization_ratio",
+    "gpu_memory_used_bytes",
+    "total_steps",
+)
+
+
+class WorkerMetrics:
+    """All worker series, pre-bound to this worker's job/namespace/rank labels."""
+
+    def __init__(self, job: str, namespace: str, rank: int) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"job": job, "namespace": namespace, "rank": str(rank)}
+        self.gauges: dict[str, Any] = {
+            name: Gauge(
+                f"trainforge_{name}", _HELP.get(name, name), BASE_LABELS, registry=self.registry
+            ).labels(**labels)
+            for name in GAUGES
+        }
+        step_hist = Histogram(
+            "trainforge_step_seconds",
+            "Training step time split into data wait and compute",
+            (*BASE_LABELS, "phase"),
+            buckets=STEP_BUCKETS,
+            registry=self.registry,
+        )
+        self.step_seconds = {p: step_hist.labels(**labels, phase=p) for p in PHASES}
+        self.checkpoint_seconds = Histogram(
+            "trainforge_checkpoint_seconds",
+            "Time to write one checkpoint",
+            BASE_LABELS,
+            buckets=CKPT_BUCKETS,
+            registry=self.registry,
+        ).labels(**labels)
+        self.findings_counter = Counter(
+            "trainforge_health_findings",
+            "Health rule findings",
+            (*BASE_LABELS, "rule"),
+            registry=self.registry,
+        )
+        self._labels = labels
+
+    def set(self, name: str, value: float) -> None:
+        self.gauges[name].set(value)
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Set the gauges that have an agreed name; other keys only reach /progress."""
+        for key, value in metrics.items():
+            gauge = GAUGE_KEYS.get(key)
+            if gauge is not None:
+                self.gauges[gauge].set(float(value))
+
+    def observe_step(self, data_wait: float, compute: float) -> None:
+        self.step_seconds["data_wait"].observe(data_wait)
+        self.step_seconds["compute"].observe(compute)
+        self.step_seconds["total"].observe(data_wait + compute)
+
+    def count_finding(self, rule: str) -> None:
+        self.findings_counter.labels(**self._labels, rule=rule).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+PHASES = ("data_wait", "compute", "total")
+_HELP = {
+    "train_step": "Last completed optimizer step",
+    "total_steps": "Planned number of optimizer steps",
+    "gpu_utilization_ratio": "GPU utilization of this rank's device, 0..1",
+    "gpu_memory_used_bytes": "GPU memory allocated by this rank",
+}
+
+
+class MetricsServer:
+    """A tiny threaded HTTP server: /metrics always, /progress when a tracker is given."""
+
+    def __init__(
+        self, metrics: WorkerMetrics, port: int, progress: ProgressTracker | None = None
+    ) -> None:
+        handler = _make_handler(metrics, progress)
+        self.httpd = ThreadingHTTPServer(("0.0.0.0", port), handler)  # noqa: S104 - scraped from outside
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _make_handler(
+    metrics: WorkerMetrics, progress: ProgressTracker | None
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
+            elif path == "/progress" and progress is not None:
+                body = json.dumps(progress.snapshot()).encode()
+                self._send(200, "application/json", body)
+            elif path == "/healthz":
+                self._send(200, "text/plain", b"ok")
+            else:
+                self._send(404, "text/plain", b"not found: try /metrics or /progress (rank 0)")
+
+        def _send(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("metrics http: " + format, *args)
+
+    return Handler

@@ -1,0 +1,1 @@
+"""Small reference models that know how to split themselves for every layout."""

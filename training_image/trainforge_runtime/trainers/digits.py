@@ -1,0 +1,152 @@
+"""Digit classifier on scikit-learn's bundled `load_digits` (no download), layouts data or fsdp.
+
+Stratified train/val/test split, early stopping on val loss (the best weights are restored), and a
+final test accuracy, macro F1 and confusion matrix written to the artifacts directory.
+Hyperparameters: epochs, batch_size (global), lr, hidden, patience, seed, weight_decay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+import trainforge_runtime
+from trainforge_runtime.exitcodes import InvalidContextError
+from trainforge_runtime.runtime import RuntimeContext
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+def load_splits(seed: int) -> tuple[Split, Split, Split]:
+    """70/15/15 stratified split, features standardised with train statistics only."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=0.3, stratify=y, random_state=seed
+    )
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=seed
+    )
+    mean, std = x_train.mean(0), x_train.std(0)
+    std[std < 1e-3] = 1.0  # pixels constant in train (always 0) must not blow up elsewhere
+
+    def make(a: np.ndarray, b: np.ndarray) -> Split:
+        return Split(torch.tensor((a - mean) / std, dtype=torch.float32), torch.tensor(b))
+
+    return make(x_train, y_train), make(x_val, y_val), make(x_test, y_test)
+
+
+def build_model(hidden: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+def epoch_batches(n: int, batch: int, seed: int) -> list[torch.Tensor]:
+    """Global batches of indices; every rank computes the same permutation."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return [perm[i : i + batch] for i in range(0, n - batch + 1, batch)]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, device: torch.device) -> tuple[float, np.ndarray]:
+    logits = model(split.x.to(device))
+    loss = float(F.cross_entropy(logits, split.y.to(device)))
+    return loss, logits.argmax(1).cpu().numpy()
+
+
+def train(ctx: RuntimeContext) -> tuple[dict[str, float], list[list[int]]]:
+    """Train with early stopping; returns the final test metrics and the confusion matrix."""
+    hp = ctx.hyperparameters
+    if ctx.job.parallelism.layout not in ("data", "fsdp"):
+        raise InvalidContextError("the digits trainer supports layouts data and fsdp only")
+    seed, batch = int(hp.get("seed", 0)), int(hp.get("batch_size", 64))
+    epochs, patience = int(hp.get("epochs", 30)), int(hp.get("patience", 5))
+    if batch % ctx.dp_size:
+        raise InvalidContextError(f"batch_size {batch} is not divisible by world {ctx.dp_size}")
+    train_set, val_set, test_set = load_splits(seed)
+    model = ctx.parallelize(build_model(int(hp.get("hidden", 64))))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=float(hp.get("lr", 0.01)),
+        weight_decay=float(hp.get("weight_decay", 0)),
+    )
+    steps_per_epoch = len(train_set.x) // batch
+    ctx.set_total_steps(epochs * steps_per_epoch)
+    per = batch // ctx.dp_size
+    step = ctx.resume({"model": model, "optimizer": opt})
+    best, best_state, bad = math.inf, None, 0
+    for epoch in range(step // steps_per_epoch, epochs):
+        todo = epoch_batches(len(train_set.x), batch, seed + epoch)[step % steps_per_epoch :]
+        for idx in ctx.timed(todo):
+            mine = idx[ctx.dp_rank * per : (ctx.dp_rank + 1) * per]
+            x, y = train_set.x[mine].to(ctx.device), train_set.y[mine].to(ctx.device)
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            opt.step()
+            step += 1
+            acc = float((logits.argmax(1) == y).float().mean())
+            ctx.step_end(step, samples=per, loss=float(loss), accuracy=acc, epoch=epoch)
+        ctx.set_phase("evaluating")
+        val_loss, val_pred = evaluate(model, val_set, ctx.device)
+        val_acc = float((val_pred == val_set.y.numpy()).mean())
+        ctx.log_metrics(step, val_loss=val_loss, val_accuracy=val_acc, epoch=epoch)
+        ctx.set_phase("training")
+        if val_loss < best - 1e-4:
+            best, bad = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return test_report(model, test_set, ctx, best)
+
+
+def test_report(
+    model: nn.Module, test: Split, ctx: RuntimeContext, val_loss: float
+) -> tuple[dict[str, float], list[list[int]]]:
+    """Accuracy, macro F1 and confusion matrix on the held-out test split."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    ctx.set_phase("evaluating")
+    test_loss, pred = evaluate(model, test, ctx.device)
+    truth = test.y.numpy()
+    final = {
+        "test_accuracy": float((pred == truth).mean()),
+        "test_f1_macro": float(f1_score(truth, pred, average="macro")),
+        "test_loss": test_loss,
+        "val_loss": val_loss,
+    }
+    state = ctx.full_state_dict(model)  # collective: every rank takes part
+    cm = confusion_matrix(truth, pred).tolist()
+    if ctx.is_main:
+        from safetensors.torch import save_file
+
+        (ctx.artifacts_dir / "confusion_matrix.json").write_text(json.dumps(cm))
+        (ctx.artifacts_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+        save_file(state, str(ctx.artifacts_dir / "model.safetensors"))
+    return final, cm
+
+
+def main() -> None:
+    ctx = trainforge_runtime.init()
+    final, cm = train(ctx)
+    ctx.finish(confusion_matrix=cm, class_names=[str(i) for i in range(10)], **final)
+
+
+if __name__ == "__main__":
+    trainforge_runtime.run(main)
