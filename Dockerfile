@@ -13,14 +13,18 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp
 
-# Only what the wheel needs: metadata plus both packages (the operator imports
-# trainforge_runtime.contract, which is pure pydantic).
+# Dependencies first (from pyproject.toml: base + the `operator` extra), so a code change only
+# re-runs the cheap --no-deps install below.
 COPY pyproject.toml README.md /src/
+RUN python -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' > /tmp/req.txt \
+    && python -m pip install ${PIP_ARGS} -r /tmp/req.txt && rm /tmp/req.txt
+# The operator imports trainforge_runtime.contract (pure pydantic), so both packages go in.
 COPY operator/ /src/operator/
 COPY training_image/trainforge_runtime/ /src/training_image/trainforge_runtime/
-RUN python -m pip install ${PIP_ARGS} "/src[operator]" \
+RUN python -m pip install ${PIP_ARGS} --no-deps /src \
     && rm -rf /src \
-    && python -c "import kopf, kubernetes, trainforge_operator, trainforge_runtime.contract" \
+    && python -c "import kopf, kubernetes, trainforge_operator.main, trainforge_runtime.contract" \
     && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
 
 USER 65532:65532

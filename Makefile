@@ -38,7 +38,16 @@ test-integration: venv ## operator against a real control plane with kwok GPU no
 test-e2e: venv ## kind cluster, helm-installed operator, MinIO, Prometheus, real DDP
 	$(PY) -m pytest tests/e2e -q
 
-test: lint verify test-unit test-runtime test-integration ## every test tier that has joined CI
+lint-chart: venv ## helm lint, render + schema-validate every scenario, promtool, chart tests
+	hack/lint-chart.sh
+
+test-dashboards: venv ## every dashboard query against a real Prometheus, local run + operator
+	$(PY) -m pytest tests/chart/test_dashboards_live.py -q
+
+dashboards: venv ## render the Grafana dashboards to docs/dashboards/*.png
+	$(PY) hack/render_dashboards.py
+
+test: lint verify lint-chart test-unit test-runtime test-integration test-dashboards ## every test tier that has joined CI
 
 demo: venv ## the main job end to end on a local kind cluster
 	hack/demo.sh
@@ -50,4 +59,4 @@ bench: venv ## benchmarks; results go to bench/results/
 	$(PY) -m bench.runtime_overhead
 	$(PY) -m bench.control_plane
 
-.PHONY: help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
+.PHONY: lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench

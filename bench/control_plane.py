@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import statistics
 import sys
@@ -82,8 +81,7 @@ def bench_tier(jobs: int, nodes: int) -> dict[str, Any]:
     """Apply `jobs` TrainingJobs at once and time them to Running on the real tier."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
     import tf_controlplane
-    from kubernetes import config as k8s_config
-    from operator_fixture import OperatorHandle, operator_config_for
+    from operator_fixture import OperatorHandle, operator_config_for, use_kubeconfig
     from prometheus_client import REGISTRY
 
     ns = "bench"
@@ -94,8 +92,7 @@ def bench_tier(jobs: int, nodes: int) -> dict[str, Any]:
         cp.kubectl("create", "namespace", ns, check=True)
         while cp.kubectl("get", "serviceaccount", "default", "-n", ns).returncode:
             time.sleep(0.2)
-        os.environ["KUBECONFIG"] = cp.kubeconfig
-        api = k8s_config.new_client_from_config(config_file=cp.kubeconfig)
+        api = use_kubeconfig(cp.kubeconfig)
         handle = OperatorHandle(config=operator_config_for(ns), api_client=api)
         handle.start()
         try:

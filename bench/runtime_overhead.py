@@ -2,8 +2,9 @@
 
 Both loops run in the same worker processes (gloo on CPU, or NCCL with `--device cuda`) in short
 alternating blocks, so machine load hits both alike; the reported ratio is the median over blocks
-of runtime/bare block-median step time. The runtime loop uses `ctx.timed`, `ctx.forward_backward` and
-`ctx.step_end` with the metrics server on, logging the loss every `--log-every` steps.
+of runtime/bare block-median step time. The runtime loop uses `ctx.timed`, `ctx.forward_backward`
+and `ctx.step_end` with the metrics server on, logging the loss every `--log-every` steps. The cost
+of the per-step bookkeeping alone (`step_end_seconds`) is measured too: it is far less noisy.
 Target: runtime/bare step-time ratio <= 1.03. Writes bench/results/runtime-overhead.json.
 """
 

@@ -46,6 +46,12 @@ promop_crds() {
   done
 }
 
+# The Kubernetes OpenAPI v3 documents ship in the k8s.io/kubernetes module (cached after build-k8s).
+k8s_dir=$(go_env; nice -n 10 go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+          | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
+  || die "cannot fetch k8s.io/kubernetes@$K8S_VERSION from the Go module proxy"
+export GOMODCACHE="${k8s_dir%%/k8s.io/kubernetes@*}"
+
 mkdir -p "$OUT_DIR"
 rm -f "$OUT_DIR"/*.yaml
 crd_args=()

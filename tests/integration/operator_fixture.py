@@ -71,6 +71,17 @@ def operator_config_for(namespace: str) -> OperatorConfig:
     )
 
 
+def use_kubeconfig(path: str) -> Any:
+    """Point kopf's login at `path` and return an API client for it.
+
+    kopf logs in through the client library's default kubeconfig, which the library reads from
+    $KUBECONFIG once, at import (long before the tier exists), so both are set here.
+    """
+    os.environ["KUBECONFIG"] = path
+    k8s_kube_config.KUBE_CONFIG_DEFAULT_LOCATION = path
+    return k8s_config.new_client_from_config(config_file=path)
+
+
 @dataclass
 class OperatorHandle:
     """Start/stop the in-process operator; `start()` again simulates an operator restart."""
@@ -123,14 +134,8 @@ class OperatorHandle:
 
 @pytest.fixture(scope="session")
 def kube_client(control_plane: ControlPlane) -> Any:
-    """An API client for the tier; kopf logs in through the client library's default kubeconfig.
-
-    The library reads $KUBECONFIG once, at import (long before the tier exists), so its default
-    location is pointed at the tier's kubeconfig too.
-    """
-    os.environ["KUBECONFIG"] = control_plane.kubeconfig
-    k8s_kube_config.KUBE_CONFIG_DEFAULT_LOCATION = control_plane.kubeconfig
-    return k8s_config.new_client_from_config(config_file=control_plane.kubeconfig)
+    """An API client for the tier (and kopf's login pointed at it)."""
+    return use_kubeconfig(control_plane.kubeconfig)
 
 
 @pytest.fixture(scope="session")

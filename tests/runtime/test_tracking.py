@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from trainforge_runtime.contract import JobContext
 from trainforge_runtime.tracking import TAG_JOB_UID, MlflowTracker, flatten_params
 
+STARTUP_SECONDS = 300  # the server imports a lot; a busy 2-core CI machine needs minutes
+
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -35,7 +37,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
@@ -44,7 +46,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail("mlflow server did not become healthy in 120s")
+                    pytest.fail(
+                        f"mlflow server not healthy in {STARTUP_SECONDS}s: see {root}/server.log"
+                    )
                 time.sleep(0.5)
         yield uri
     finally:

@@ -196,14 +196,16 @@ def upload_artifacts(
         if fs.exists(remote_manifest):
             fs.rm_file(remote_manifest)
 
-    run = lambda what, fn: with_retries(what, fn, retries=retries, backoff=backoff, hint=hint)  # noqa: E731
+    def run(what: str, fn: Callable[[], None]) -> None:
+        with_retries(what, fn, retries=retries, backoff=backoff, hint=hint)
+
+    def upload_one(local: Path, remote: str) -> Callable[[], None]:
+        return lambda: put_file(fs, local, remote)
+
     run(f"removing a stale {remote_manifest}", drop_stale_manifest)
     for entry in manifest["files"]:
         local, remote = src / entry["path"], f"{root}/{entry['path']}"
-        run(
-            f"uploading {entry['path']} to {uri}",
-            lambda src_file=local, dst=remote: put_file(fs, src_file, dst),
-        )
+        run(f"uploading {entry['path']} to {uri}", upload_one(local, remote))
     data = json.dumps(manifest, indent=2).encode()
     run(f"writing {MANIFEST_NAME} to {uri}", lambda: put_bytes(fs, data, remote_manifest))
     log.info(

@@ -163,9 +163,10 @@ class CheckpointManager:
         modules, optims, extras = _split_state(state)
         torch.save(extras, staging / f"extra-rank{self.rank}.pt")
         if self.sharded:
-            import torch.distributed.checkpoint as dcp
+            from torch.distributed.checkpoint.filesystem import FileSystemWriter
+            from torch.distributed.checkpoint.state_dict_saver import save
 
-            dcp.save(self._dcp_state(modules, optims), storage_writer=dcp.FileSystemWriter(staging))
+            save(self._dcp_state(modules, optims), storage_writer=FileSystemWriter(staging))
             return
         if self.rank == 0:
             full = {
@@ -279,10 +280,11 @@ class CheckpointManager:
             return {**full["modules"], **full["optimizers"], **extras}
         modules, optims, _ = _split_state(into)
         if self.sharded:
-            import torch.distributed.checkpoint as dcp
+            from torch.distributed.checkpoint.filesystem import FileSystemReader
+            from torch.distributed.checkpoint.state_dict_loader import load
 
             target = self._dcp_state(modules, optims)
-            dcp.load(target, storage_reader=dcp.FileSystemReader(staging))
+            load(target, storage_reader=FileSystemReader(staging))
             self._set_dcp_state(modules, optims, target)
         else:
             full = torch.load(staging / FULL_STATE, weights_only=True)
