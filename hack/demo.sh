@@ -18,6 +18,10 @@ if [ "${1:-}" = "down" ]; then
   else
     log "no kind cluster $CLUSTER"
   fi
+  if docker inspect trainforge-registry >/dev/null 2>&1; then
+    log "removing the local registry container and its volume"
+    docker rm -f trainforge-registry >/dev/null; docker volume rm trainforge-registry >/dev/null 2>&1 || true
+  fi
   rm -rf "$E2E_DIR"; log "removed $E2E_DIR (built images and tool caches are kept)"; exit 0
 fi
 

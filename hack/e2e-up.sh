@@ -113,10 +113,23 @@ PY
 done_step
 
 if [ "$INSTALL_OPERATOR" = 1 ]; then
-  step "load trainforge images and helm install the chart"
+  step "push the worker image to the local registry, load the operator image, helm install"
+  if ! docker image inspect trainforge/registry:local >/dev/null 2>&1; then
+    mkdir -p "$ctx/registry"; cp "$("$HACK_DIR/build-registry.sh")" "$ctx/registry/registry"
+    printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: /var/lib/registry}, delete: {enabled: true}}\nhttp: {addr: ":5000"}\n' > "$ctx/registry/config.yml"
+    printf 'FROM trainforge/kind-mini-base:bookworm\nCOPY registry /usr/local/bin/registry\nCOPY config.yml /etc/distribution/config.yml\nENTRYPOINT ["/usr/local/bin/registry", "serve", "/etc/distribution/config.yml"]\n' > "$ctx/registry/Dockerfile"
+    docker build -q -t trainforge/registry:local "$ctx/registry" >/dev/null
+  fi
+  if ! docker inspect trainforge-registry >/dev/null 2>&1; then
+    docker run -d --name trainforge-registry --restart=always -p 127.0.0.1:5000:5000 \
+      -v trainforge-registry:/var/lib/registry trainforge/registry:local >/dev/null
+  fi
+  docker start trainforge-registry >/dev/null
+  docker network connect kind trainforge-registry 2>/dev/null || true
+  for _ in $(seq 1 50); do curl -sf -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.2; done
+  docker tag trainforge/worker:0.1.0 localhost:5000/trainforge/worker:0.1.0
+  docker push -q localhost:5000/trainforge/worker:0.1.0 >&2   # layers already there: seconds
   "$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/operator:0.1.0 >&2
-  workers=$(k get nodes -l trainforge.io/pool=gpu -o jsonpath='{range .items[*]}{.metadata.name},{end}')
-  "$KIND" load docker-image --name "$CLUSTER" --nodes "${workers%,}" trainforge/worker:0.1.0 >&2
   "$HELM" upgrade --install trainforge "$REPO_ROOT/charts/trainforge" -n trainforge-system \
     -f "$HACK_DIR/kind/values-e2e.yaml" --wait --timeout 5m >&2
   done_step

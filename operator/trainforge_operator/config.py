@@ -59,6 +59,9 @@ class OperatorConfig(BaseSettings):
         "auto", description="auto: the trainforge.io/progress pod annotation, else HTTP."
     )
     run_as_user: int = 1000
+    api_concurrency: int = Field(
+        16, ge=1, le=256, description="Threads (and HTTP connections) for Kubernetes API calls."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -14,10 +14,13 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from trainforge_operator import metrics
 from trainforge_operator.builders import LABEL_INDEX
@@ -29,6 +32,7 @@ from trainforge_operator.reconcile import Observed, Plan, decide, status_dict
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
 
 
@@ -41,6 +45,9 @@ class _Loop:
     wake: asyncio.Event
     task: asyncio.Task[None] | None = None
     last_progress: float = 0.0
+    own_version: str = ""  # resourceVersion produced by our last status write
+    # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
+    children_seen: tuple[str, int, float] = ("", 0, 0.0)
 
 
 class Controller:
@@ -56,13 +63,34 @@ class Controller:
         self.progress = progress
         self.clock = clock
         self.loops: dict[Key, _Loop] = {}
+        # Blocking API calls run here, not in the loop's small default executor: with hundreds of
+        # jobs the default (cores + 4 threads) queues reconciles for tens of seconds.
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.api_concurrency, thread_name_prefix="kube-api"
+        )
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(fn, *args)
+        )
 
     # --- wiring from kopf -----------------------------------------------------------------------
 
-    def notify(self, namespace: str, name: str) -> None:
-        """Something about this job changed: make sure its loop runs and wake it now."""
+    def notify(self, namespace: str, name: str, resource_version: str | None = None) -> None:
+        """Something about this job changed: make sure its loop runs and wake it now.
+
+        The watch echo of our own status write (same resourceVersion) is not a change.
+        """
         key = (namespace, name)
         loop = self.loops.get(key)
+        if (
+            loop is not None
+            and resource_version
+            and resource_version == loop.own_version
+            and loop.task is not None
+            and not loop.task.done()
+        ):
+            return
         if loop is None:
             loop = _Loop(wake=asyncio.Event())
             self.loops[key] = loop
@@ -84,6 +112,7 @@ class Controller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.loops.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -112,15 +141,13 @@ class Controller:
         """One pass; returns seconds until the next wanted pass (None: only on events)."""
         namespace, name = key
         started = time.perf_counter()
-        body = await asyncio.to_thread(self.api.get_job, namespace, name)
+        body = await self._call(self.api.get_job, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return None
         uid = body["metadata"].get("uid", "")
-        pods, has_svc, has_cm = await asyncio.gather(
-            asyncio.to_thread(self.api.list_pods, namespace, name, uid),
-            asyncio.to_thread(self.api.exists, "Service", namespace, name),
-            asyncio.to_thread(self.api.exists, "ConfigMap", namespace, f"{name}-context"),
+        pods, (has_svc, has_cm, cm_data) = await asyncio.gather(
+            self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
         )
         progress = await self._maybe_progress(body, pods, loop)
         observed = Observed(
@@ -130,17 +157,33 @@ class Controller:
             has_configmap=has_cm,
             now=self.clock(),
             progress=progress,
+            configmap_data=cm_data,
         )
         plan = decide(observed, self.config)
         try:
-            await self.execute(body, plan)
+            await self.execute(body, plan, loop)
         except ChildRejectedError as err:
             log.warning("%s/%s: %s", namespace, name, err)
             plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
-            await self.execute(body, plan)
+            await self.execute(body, plan, loop)
         self._record(key, body, plan)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         return plan.requeue_after
+
+    async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
+        """Service exists? ConfigMap exists, and its data? Re-read after a spec change and at
+        least every resync_seconds; in between they are known to exist and be current."""
+        meta = body["metadata"]
+        uid, generation, seen_at = loop.children_seen
+        fresh = time.monotonic() - seen_at < self.config.resync_seconds
+        if uid == meta.get("uid") and generation == meta.get("generation") and fresh:
+            return True, True, None
+        namespace, name = meta["namespace"], meta["name"]
+        has_svc, cm_data = await asyncio.gather(
+            self._call(self.api.exists, "Service", namespace, name),
+            self._call(self.api.read_configmap_data, namespace, f"{name}-context"),
+        )
+        return has_svc, cm_data is not None, cm_data
 
     async def _maybe_progress(self, body: Obj, pods: list[Obj], loop: _Loop) -> Obj | None:
         """Rank 0's progress, at most every progress_interval_seconds, only while Running."""
@@ -159,34 +202,42 @@ class Controller:
         port = int(((body.get("spec") or {}).get("metrics") or {}).get("port") or 9400)
         return await self.progress.fetch(rank0, port)
 
-    async def execute(self, body: Obj, plan: Plan) -> None:
+    async def execute(self, body: Obj, plan: Plan, loop: _Loop | None = None) -> None:
         """Act, write the status once if it changed, then send Events (only after the write)."""
         meta = body["metadata"]
         namespace = meta["namespace"]
-        for obj in plan.create:
-            created = await asyncio.to_thread(self.api.create, obj)
-            log.info(
-                "%s %s/%s", "created" if created else "exists", obj["kind"], obj["metadata"]["name"]
+        created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
+        for obj, new in zip(plan.create, created, strict=True):
+            what = "created" if new else "exists"
+            log.info("%s %s/%s", what, obj["kind"], obj["metadata"]["name"])
+        for obj in plan.update:
+            await self._call(self.api.update_configmap, obj)
+            log.info("updated %s/%s", obj["kind"], obj["metadata"]["name"])
+        if loop is not None:
+            loop.children_seen = (
+                str(meta.get("uid")),
+                int(meta.get("generation") or 0),
+                time.monotonic(),
             )
         if plan.delete_pods:
             await asyncio.gather(
-                *(asyncio.to_thread(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
+                *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
             )
         new_status = status_dict(plan.status)
-        written = True
         if new_status != (body.get("status") or {}):
-            written = await asyncio.to_thread(self.api.replace_status, body, new_status)
-            if not written:
+            version = await self._call(self.api.replace_status, body, new_status)
+            if version is None:
                 log.info("status of %s/%s changed underneath; retrying", namespace, meta["name"])
                 plan.requeue_after = 0.2
                 return
-        if written:
-            now = self.clock()
-            for event in plan.events:
-                await asyncio.to_thread(self.api.post_event, body, event, now)
+            if loop is not None:
+                loop.own_version = version
+        now = self.clock()
+        for event in plan.events:
+            await self._call(self.api.post_event, body, event, now)
         if plan.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", namespace, meta["name"])
-            await asyncio.to_thread(self.api.delete_job, namespace, meta["name"])
+            await self._call(self.api.delete_job, namespace, meta["name"])
 
     def _record(self, key: Key, body: Obj, plan: Plan) -> None:
         """Counters on transitions (the plan only flags a transition once) and the job table."""

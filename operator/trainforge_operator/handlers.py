@@ -49,7 +49,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     if not isinstance(memo.get("controller"), Controller):
         load_kube_config()
-        memo["controller"] = Controller(config, KubeApi(), make_source(config.progress_source))
+        api = KubeApi(pool_size=config.api_concurrency)
+        memo["controller"] = Controller(config, api, make_source(config.progress_source))
     log.info("trainforge operator started (namespaces: %s)", config.namespaces or "all")
 
 
@@ -77,7 +78,8 @@ async def trainingjob_event(
     if event.get("type") == "DELETED":
         controller.forget(namespace, name)
     else:
-        controller.notify(namespace, name)
+        version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion")
+        controller.notify(namespace, name, version)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED: MANAGED_BY, LABEL_JOB: kopf.PRESENT})

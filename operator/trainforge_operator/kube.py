@@ -55,7 +55,12 @@ def _server_message(err: ApiException) -> str:
 class KubeApi:
     """The handful of API calls the reconciler makes; expected 404/409 are not errors."""
 
-    def __init__(self, api_client: Any | None = None) -> None:
+    def __init__(self, api_client: Any | None = None, pool_size: int = 16) -> None:
+        if api_client is None:
+            # One HTTP connection per API thread (the client's default pool is cores x 5).
+            configuration = client.Configuration.get_default_copy()
+            configuration.connection_pool_maxsize = pool_size
+            api_client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
 
@@ -103,6 +108,30 @@ class KubeApi:
             raise
         return True
 
+    def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ConfigMap's data, or None when it does not exist."""
+        try:
+            resp = self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            self._error("get", "configmaps", err)
+            raise
+        data = _json(resp).get("data") or {}
+        return {str(k): str(v) for k, v in data.items()}
+
+    def update_configmap(self, obj: Obj) -> None:
+        """Replace the data of an existing ConfigMap we own."""
+        meta = obj["metadata"]
+        body: Any = {"data": obj["data"]}
+        try:
+            self.core.patch_namespaced_config_map(
+                meta["name"], meta["namespace"], body, _preload_content=False
+            )
+        except ApiException as err:
+            self._error("patch", "configmaps", err)
+            raise
+
     def create(self, obj: Obj) -> bool:
         """Create a child; an AlreadyExists (409) is success: names are deterministic."""
         kind = obj["kind"]
@@ -136,8 +165,8 @@ class KubeApi:
             self._error("delete", "pods", err)
             raise
 
-    def replace_status(self, body: Obj, status: Obj) -> bool:
-        """PUT the status subresource at the observed resourceVersion; False on conflict."""
+    def replace_status(self, body: Obj, status: Obj) -> str | None:
+        """PUT the status at the observed resourceVersion: the new resourceVersion, None on 409."""
         meta = body["metadata"]
         obj = {
             "apiVersion": body["apiVersion"],
@@ -151,16 +180,16 @@ class KubeApi:
             "status": status,
         }
         try:
-            self.custom.replace_namespaced_custom_object_status(
+            resp = self.custom.replace_namespaced_custom_object_status(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], obj,
                 _preload_content=False,
             )  # fmt: skip
         except ApiException as err:
             if err.status in (404, 409):
-                return False
+                return None
             self._error("update", PLURAL + "/status", err)
             raise
-        return True
+        return str(_json(resp).get("metadata", {}).get("resourceVersion", ""))
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

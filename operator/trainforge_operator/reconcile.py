@@ -61,6 +61,7 @@ class Observed:
     now: dt.datetime
     progress: Obj | None = None
     rejected: str | None = None  # the API server refused a child built from this spec
+    configmap_data: dict[str, str] | None = None  # the context ConfigMap's data, when read
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Plan:
     """What the executor does, in order: create, delete, write status, send events."""
 
     create: list[Obj] = field(default_factory=list)
+    update: list[Obj] = field(default_factory=list)
     delete_pods: list[str] = field(default_factory=list)
     delete_job: bool = False
     status: TrainingJobStatus = field(default_factory=TrainingJobStatus)
@@ -284,8 +286,12 @@ class _Reconciler:
             self.status.start_time = iso(self.now)
         if not self.obs.has_service:
             self.plan.create.append(builders.build_service(self.job))
+        context = builders.build_configmap(self.job, spec, self.config)
         if not self.obs.has_configmap:
-            self.plan.create.append(builders.build_configmap(self.job, spec, self.config))
+            self.plan.create.append(context)
+        elif self.obs.configmap_data is not None and self.obs.configmap_data != context["data"]:
+            # Spec edited (e.g. while suspended): the next gang must read the new context.
+            self.plan.update.append(context)
         if self._deadline_exceeded(spec):
             return
         attempt = self.status.attempt

@@ -288,6 +288,11 @@ def test_parallelism_is_immutable_unless_suspended(
     assert apply(control_plane, namespace, suspended).returncode == 0
     resized = job("fixed", {"parallelism": {"nodes": 3}, "runPolicy": {"suspend": True}})
     assert apply(control_plane, namespace, resized).returncode == 0
+    resumed = job("fixed", {"parallelism": {"nodes": 3}, "runPolicy": {"suspend": False}})
+    assert apply(control_plane, namespace, resumed).returncode == 0
+    running_pods(c, "fixed", 3)
+    cm = c.core.read_namespaced_config_map("fixed-context", namespace)
+    assert json.loads(cm.data["context.json"])["parallelism"]["nodes"] == 3
 
 
 def test_hang_detection_marks_stalled(
@@ -358,3 +363,32 @@ def test_entrypoint_serves_metrics_and_health(
     lines = (tmp_path / "operator.log").read_text().splitlines()
     assert lines, "the operator logged nothing"
     assert all(line.startswith("{") for line in lines if line.strip()), lines[:5]
+
+
+def test_unknown_node_pool_fails_with_invalid_spec(
+    control_plane: ControlPlane, namespace: str, kube_client: Any, tf_operator: OperatorHandle
+) -> None:
+    c = Cluster(kube_client, namespace)
+    assert apply(control_plane, namespace, job("nopool", {"nodePool": "tpu"})).returncode == 0
+    status = c.wait_phase("nopool", "Failed")
+    invalid = next(x for x in status["conditions"] if x["type"] == "InvalidSpec")
+    assert invalid["status"] == "True"
+    assert "spec.nodePool 'tpu' is not configured" in invalid["message"]
+    assert not c.pods("nopool")
+    # The operator keeps serving other jobs.
+    apply(control_plane, namespace, job("fine", {"parallelism": {"nodes": 1}}))
+    c.wait_phase("fine", "Running")
+
+
+def test_ttl_deletes_finished_job(
+    control_plane: ControlPlane, namespace: str, kube_client: Any, tf_operator: OperatorHandle
+) -> None:
+    c = Cluster(kube_client, namespace)
+    spec = {
+        "parallelism": {"nodes": 1},
+        "podTemplate": {"annotations": {EXIT: "0", RUN_SECONDS: "0"}},
+        "runPolicy": {"ttlSecondsAfterFinished": 2},
+    }
+    apply(control_plane, namespace, job("short", spec))
+    wait_for("the finished job to be deleted", lambda: c.job("short") is None, timeout=40)
+    wait_for("its pods to be collected", lambda: not c.pods("short"), timeout=40)

@@ -96,7 +96,7 @@ def launcher_env(context: dict[str, Any], tmp: Path, **extra: str) -> dict[str, 
 
 
 def run_launcher(
-    context: dict[str, Any], tmp: Path, timeout: int = 180, **env: str
+    context: dict[str, Any], tmp: Path, timeout: int = 600, **env: str
 ) -> LaunchResult:
     """Run `python -m trainforge_runtime.launch` to completion under `nice`."""
     proc = subprocess.run(

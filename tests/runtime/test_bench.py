@@ -34,6 +34,7 @@ def bench(tmp_path: Path, *args: str) -> dict:
     return dict(json.loads(out.read_text()))
 
 
+@pytest.mark.slow
 def test_ddp_overhead_bench_writes_result(tmp_path: Path) -> None:
     result = bench(
         tmp_path, "--blocks", "2", "--block-steps", "5", "--warmup", "2", "--width", "64"

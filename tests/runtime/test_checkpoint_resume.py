@@ -28,10 +28,13 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _build(layout: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    torch.manual_seed(0)
+def _build(layout: str, rank: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    # pipeline: like real stages, each rank holds different weights under the same names
+    torch.manual_seed(rank if layout == "pipeline" else 0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-    if layout == "data":
+    if layout == "pipeline":
+        pass
+    elif layout == "data":
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model)
@@ -50,7 +53,7 @@ def _build(layout: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
 def _train(
     layout: str, rank: int, uri: str | None, start_from_ckpt: bool, stop: int
 ) -> torch.nn.Module:
-    model, optim = _build(layout)
+    model, optim = _build(layout, rank)
     state: dict[str, object] = {"model": model, "optimizer": optim, "step": 0}
     mgr = None
     first = 1
@@ -80,8 +83,10 @@ def _train(
 def _full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return {k: v.clone() for k, v in get_model_state_dict(model, options=opts).items()}
+    opts = StateDictOptions(full_state_dict=True)  # on every rank (cpu_offload: rank 0 only)
+    return {
+        k: v.detach().cpu().clone() for k, v in get_model_state_dict(model, options=opts).items()
+    }
 
 
 def _worker(rank: int, layout: str, port: int, out: str) -> None:
@@ -94,29 +99,30 @@ def _worker(rank: int, layout: str, port: int, out: str) -> None:
         _train(layout, rank, uri, False, CRASH_AT)  # "crashes" after step 7: newest ckpt is 6
         after_crash = sorted(os.listdir(f"{out}/ckpt"))
         resumed = _full_weights(_train(layout, rank, uri, True, STEPS))
+        torch.save({"baseline": baseline, "resumed": resumed}, f"{out}/weights-rank{rank}.pt")
         if rank == 0:
-            torch.save({"baseline": baseline, "resumed": resumed}, f"{out}/weights.pt")
             Path(out, "dirs.json").write_text(json.dumps(after_crash))
     finally:
         dist.destroy_process_group()
 
 
-def _run(layout: str, tmp_path: Path) -> dict[str, dict[str, torch.Tensor]]:
+def _run(layout: str, tmp_path: Path) -> list[dict[str, dict[str, torch.Tensor]]]:
     mp.spawn(_worker, args=(layout, _port(), str(tmp_path)), nprocs=WORLD, join=True)
     assert json.loads((tmp_path / "dirs.json").read_text()) == ["step-00000003", "step-00000006"]
     assert sorted(os.listdir(tmp_path / "ckpt")) == ["step-00000006", "step-00000009"]
     manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
     assert manifest["worldSize"] == WORLD
     assert manifest["step"] == 9
-    return torch.load(tmp_path / "weights.pt", weights_only=True)
+    return [torch.load(tmp_path / f"weights-rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
-def _assert_same(weights: dict[str, dict[str, torch.Tensor]]) -> None:
-    base, resumed = weights["baseline"], weights["resumed"]
-    assert base.keys() == resumed.keys()
-    assert base
-    for key in base:
-        assert torch.equal(base[key], resumed[key]), f"{key} differs after resume"
+def _assert_same(per_rank: list[dict[str, dict[str, torch.Tensor]]]) -> None:
+    for rank, weights in enumerate(per_rank):
+        base, resumed = weights["baseline"], weights["resumed"]
+        assert base.keys() == resumed.keys()
+        assert base
+        for key in base:
+            assert torch.equal(base[key], resumed[key]), f"rank {rank}: {key} differs after resume"
 
 
 @pytest.mark.timeout(300)
@@ -140,3 +146,14 @@ def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= paths
     assert manifest["format"] == "dcp"
     assert manifest["layout"] == "fsdp"
+
+
+@pytest.mark.timeout(300)
+def test_resume_pipeline_keeps_each_stage_state(tmp_path: Path) -> None:
+    per_rank = _run("pipeline", tmp_path)
+    _assert_same(per_rank)
+    first, second = (w["resumed"]["0.weight"] for w in per_rank)
+    assert not torch.equal(first, second)  # two different "stages", both restored
+    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    assert manifest["format"] == "per-rank"
+    assert {"state-rank0.pt", "state-rank1.pt"} <= {f["path"] for f in manifest["files"]}

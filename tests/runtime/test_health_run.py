@@ -38,7 +38,9 @@ def test_nan_loss_stop_exits_65_with_the_finding(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 65, proc.stdout[-3000:] + proc.stderr[-3000:]
-    term = json.loads((tmp_path / "trainforge-output/digits-nan/termination-node0.json").read_text())
+    term = json.loads(
+        (tmp_path / "trainforge-output/digits-nan/termination-node0.json").read_text()
+    )
     assert term["exitReason"] == "HealthStop"
     assert [f["rule"] for f in term["findings"]] == ["nan_loss"]  # once, not every step
     assert term["findings"][0]["action"] == "stop"

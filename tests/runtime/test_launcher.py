@@ -53,7 +53,7 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, ""
 
 
-def wait_for(paths: list[Path], proc: subprocess.Popen[str], timeout: float = 120) -> None:
+def wait_for(paths: list[Path], proc: subprocess.Popen[str], timeout: float = 480) -> None:
     deadline = time.time() + timeout
     while not all(p.exists() for p in paths):
         assert proc.poll() is None, f"launcher exited early: {proc.communicate()}"
@@ -102,7 +102,7 @@ def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
         assert get(f"http://127.0.0.1:{base + 1}/progress")[0] == 404  # rank 0 only
     finally:
         (run / "release").write_text("")
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
 
 
@@ -112,7 +112,7 @@ def test_ddp_sigterm_forwards_and_exits_143(tmp_path: Path) -> None:
     proc = start(ctx, tmp_path)
     wait_for([tmp_path / "run" / "ready-0", tmp_path / "run" / "ready-1"], proc)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 143, out[-3000:]
     term = json.loads((tmp_path / "termination.json").read_text())
     assert term["exitCode"] == 143

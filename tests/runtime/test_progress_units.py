@@ -24,6 +24,13 @@ def test_eta_uses_recent_step_rate() -> None:
     assert snap["metrics"]["loss"] == pytest.approx(0.1)
 
 
+def test_nan_metric_becomes_null_in_valid_json() -> None:
+    p = ProgressTracker(total_steps=10)
+    p.update(1, {"loss": float("nan"), "lr": 0.1})
+    doc = json.loads(json.dumps(p.snapshot(), allow_nan=False))
+    assert doc["metrics"] == {"loss": None, "lr": 0.1}
+
+
 def test_eta_unknown_without_rate_or_total() -> None:
     p = ProgressTracker()
     p.update(1, now=0.0)

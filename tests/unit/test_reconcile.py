@@ -278,3 +278,14 @@ def test_waiting_container_reason_is_reported(config: OperatorConfig) -> None:
     timed_out = run(config, job, [pod], 61)
     assert timed_out.failed_reason == "PendingTimeout"
     assert "ImagePullBackOff" in timed_out.status.message
+
+
+def test_context_configmap_follows_spec_edits(config: OperatorConfig) -> None:
+    job = make_job({"parallelism": {"nodes": 3}}, status={"phase": "Suspended"})
+    stale = {"context.json": '{"parallelism": {"nodes": 2}}'}
+    obs = Observed(job, [], True, True, T0, configmap_data=stale)
+    plan = decide(obs, config)
+    assert [o["metadata"]["name"] for o in plan.update] == ["digits-context"]
+    assert json.loads(plan.update[0]["data"]["context.json"])["parallelism"]["nodes"] == 3
+    current = Observed(job, [], True, True, T0, configmap_data=plan.update[0]["data"])
+    assert decide(current, config).update == []

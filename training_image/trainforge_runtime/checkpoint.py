@@ -4,6 +4,7 @@ Layout under the checkpoint URI (any fsspec URI: s3://, gs://, file://, a PVC pa
 
     step-00000050/
         state.pt                 full model/optimizer state (layout data, rank 0 writes it)
+        state-rank<r>.pt         each rank's own stage state (layout pipeline)
         __0_0.distcp ...         torch.distributed.checkpoint shards (fsdp/tensor, every rank)
         .metadata                DCP metadata (coordinator)
         extra-rank<r>.pt         per-rank extras: RNG state, sampler position, epoch ...
@@ -70,6 +71,13 @@ def _plain_module(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
+def _plain_state(modules: Mapping[str, Any], optims: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "modules": {k: _plain_module(m).state_dict() for k, m in modules.items()},
+        "optimizers": {k: o.state_dict() for k, o in optims.items()},
+    }
+
+
 class CheckpointManager:
     """Periodic checkpoints every `every_steps` steps and/or `every_seconds` seconds."""
 
@@ -96,6 +104,11 @@ class CheckpointManager:
         self.rank = rank
         self.world_size = world_size
         self.sharded = sharded
+        # pipeline stages hold *different* tensors under the same names (each stage renumbers
+        # its blocks), which DCP would take for replicas and deduplicate: save per rank instead
+        self.format = "dcp" if sharded else "torch"  # MUTATION
+            "per-rank" if sharded and layout == "pipeline" else "dcp" if sharded else "torch"
+        )
         self.layout = layout
         self._histogram = histogram  # trainforge_checkpoint_seconds, if the caller has one
         self._fs, self._root = open_fs(self.uri, endpoint)
@@ -151,7 +164,7 @@ class CheckpointManager:
                 "step": step,
                 "worldSize": self.world_size,
                 "layout": self.layout,
-                "format": "dcp" if self.sharded else "torch",
+                "format": self.format,
                 "files": sorted(entries, key=lambda e: e["path"]),
                 "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
             }
@@ -162,18 +175,17 @@ class CheckpointManager:
     def _write_local(self, staging: Path, state: Mapping[str, Any]) -> None:
         modules, optims, extras = _split_state(state)
         torch.save(extras, staging / f"extra-rank{self.rank}.pt")
-        if self.sharded:
+        if self.format == "per-rank":
+            torch.save(_plain_state(modules, optims), staging / self._own_state)
+            return
+        if self.format == "dcp":
             from torch.distributed.checkpoint.filesystem import FileSystemWriter
             from torch.distributed.checkpoint.state_dict_saver import save
 
             save(self._dcp_state(modules, optims), storage_writer=FileSystemWriter(staging))
             return
         if self.rank == 0:
-            full = {
-                "modules": {k: _plain_module(m).state_dict() for k, m in modules.items()},
-                "optimizers": {k: o.state_dict() for k, o in optims.items()},
-            }
-            torch.save(full, staging / FULL_STATE)
+            torch.save(_plain_state(modules, optims), staging / FULL_STATE)
 
     def _upload(self, staging: Path, remote: str) -> list[dict[str, Any]]:
         entries = []
@@ -225,7 +237,7 @@ class CheckpointManager:
         restored in place, the saved extras are written into `into`, and the merged dict returned.
         Without it (full-state checkpoints only), the raw state dicts and extras are returned.
         """
-        if self.sharded and into is None:
+        if self.format == "dcp" and into is None:
             raise CheckpointError(
                 "sharded checkpoints load in place: pass into={'model': model, 'optimizer': opt}"
             )
@@ -253,6 +265,11 @@ class CheckpointManager:
         try:
             manifest = json.loads(self._fs.cat_file(f"{remote}/{MANIFEST}"))
             files = {e["path"]: e for e in manifest["files"]}
+            if self.format == "per-rank" and self._own_state not in files:
+                return (
+                    f"rank {self.rank}: no {self._own_state} (saved at world size "
+                    f"{manifest.get('worldSize')}); pipeline checkpoints restore at the same size"
+                )
             wanted = [p for p in files if self._needs(p, files)]
             for rel in wanted:
                 local = staging / rel
@@ -268,7 +285,16 @@ class CheckpointManager:
         if rel.startswith("extra-rank"):
             mine = f"extra-rank{self.rank}.pt"
             return rel == mine or (mine not in files and rel == "extra-rank0.pt")
-        return rel == FULL_STATE or self.sharded
+        if self.format == "per-rank":
+            return rel == self._own_state
+        return rel == FULL_STATE or self.format == "dcp"
+
+    @property
+    def _own_state(self) -> str:
+        return f"state-rank{self.rank}.pt"
+
+    def _full_state_file(self, staging: Path) -> Path:
+        return staging / (self._own_state if self.format == "per-rank" else FULL_STATE)
 
     def _restore(self, staging: Path, into: Mapping[str, Any] | None) -> dict[str, Any]:
         extra_files = sorted(staging.glob("extra-rank*.pt"))
@@ -276,10 +302,10 @@ class CheckpointManager:
             torch.load(extra_files[0], weights_only=True) if extra_files else {}
         )
         if into is None:
-            full = torch.load(staging / FULL_STATE, weights_only=True)
+            full = torch.load(self._full_state_file(staging), weights_only=True)
             return {**full["modules"], **full["optimizers"], **extras}
         modules, optims, _ = _split_state(into)
-        if self.sharded:
+        if self.format == "dcp":
             from torch.distributed.checkpoint.filesystem import FileSystemReader
             from torch.distributed.checkpoint.state_dict_loader import load
 
@@ -287,7 +313,7 @@ class CheckpointManager:
             load(target, storage_reader=FileSystemReader(staging))
             self._set_dcp_state(modules, optims, target)
         else:
-            full = torch.load(staging / FULL_STATE, weights_only=True)
+            full = torch.load(self._full_state_file(staging), weights_only=True)
             for name, module in modules.items():
                 _plain_module(module).load_state_dict(full["modules"][name])
             for name, optim in optims.items():

@@ -5,6 +5,7 @@ Pure logic (no torch, no HTTP) so it can be unit-tested; the metrics server serv
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -87,7 +88,10 @@ class ProgressTracker:
         return round(min(100.0, 100.0 * self.step / self.total_steps), 2)
 
     def snapshot(self) -> dict[str, Any]:
-        """The `/progress` JSON document agreed with the operator and the CLI."""
+        """The `/progress` JSON document agreed with the operator and the CLI.
+
+        Non-finite metric values (a NaN loss) become null so the document stays valid JSON.
+        """
         eta = self.eta_seconds()
         with self._lock:
             return {
@@ -97,7 +101,7 @@ class ProgressTracker:
                 "percent": self.percent(),
                 "etaSeconds": None if eta is None else round(eta, 1),
                 "samplesPerSecond": self.samples_per_second,
-                "metrics": dict(self.metrics),
+                "metrics": {k: v if math.isfinite(v) else None for k, v in self.metrics.items()},
                 "resumedFromStep": self.resumed_from_step,
                 "phase": self.phase,
                 "findings": list(self.findings),

@@ -41,7 +41,7 @@ def main() -> None:
         time.sleep(0.02)
     ctx.log_metrics(step, val_loss=0.3, val_accuracy=0.6)
     (ctx.run_dir / f"ready-{ctx.rank}").write_text(str(ctx.metrics_port))
-    deadline = time.time() + 120
+    deadline = time.time() + 600
     while not (ctx.run_dir / "release").exists() and time.time() < deadline:
         time.sleep(0.05)
     ctx.finish(final_accuracy=0.5)

@@ -98,7 +98,14 @@ def train(ctx: RuntimeContext) -> tuple[dict[str, float], list[list[int]]]:
             opt.step()
             step += 1
             acc = float((logits.argmax(1) == y).float().mean())
-            ctx.step_end(step, samples=per, loss=float(loss), accuracy=acc, epoch=epoch)
+            ctx.step_end(
+                step,
+                samples=per,
+                loss=float(loss),
+                accuracy=acc,
+                epoch=epoch,
+                grad_norm=ctx.grad_norm(model),
+            )
         ctx.set_phase("evaluating")
         val_loss, val_pred = evaluate(model, val_set, ctx.device)
         val_acc = float((val_pred == val_set.y.numpy()).mean())

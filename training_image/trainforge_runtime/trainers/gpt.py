@@ -120,8 +120,9 @@ def train(ctx: RuntimeContext) -> dict[str, float]:
         metrics: dict[str, float] = {"lr": opt.param_groups[0]["lr"]}
         if step % log_every == 0 or step == steps:
             metrics["loss"] = ctx.mean_loss(loss)
+            metrics["grad_norm"] = ctx.grad_norm(model)
             losses.append(metrics["loss"])
-        if eval_every and step % eval_every == 0:
+        if eval_every and step % eval_every == 0 and ctx.job.parallelism.layout != "pipeline":
             ctx.set_phase("evaluating")
             metrics["val_loss"] = evaluate(model, data, ctx)
             ctx.set_phase("training")
