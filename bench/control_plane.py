@@ -316,12 +316,16 @@ def add_gpu_nodes(core: k8s.CoreV1Api, start: int, stop: int, gpus: int) -> None
         core.create_node(tier.node_manifest(f"gpu-{i}", "gpu", gpus))
 
 
+def _conditions(node: k8s.V1Node) -> list[k8s.V1NodeCondition]:
+    return (node.status.conditions if node.status else None) or []
+
+
 def wait_nodes_ready(core: k8s.CoreV1Api, want: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     ready = 0
     while time.monotonic() < deadline:
         ready = sum(
-            any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+            any(c.type == "Ready" and c.status == "True" for c in _conditions(n))
             for n in core.list_node().items
         )
         if ready >= want:
@@ -398,13 +402,14 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
         now = time.monotonic()
         for pod in listing.items:
             obs.on_pod(pod, now)
-        w = k8s_watch.Watch()
+        version = listing.metadata.resource_version if listing.metadata else None
+        w = k8s_watch.Watch()  # type: ignore[no-untyped-call]
         try:
-            for event in w.stream(
+            for event in w.stream(  # type: ignore[no-untyped-call]
                 core.list_namespaced_pod,
                 NAMESPACE,
                 label_selector=JOB_LABEL,
-                resource_version=listing.metadata.resource_version,
+                resource_version=version,
                 timeout_seconds=30,
             ):
                 obs.on_pod(event["object"], time.monotonic())
@@ -418,7 +423,7 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
                 return
             time.sleep(0.5)  # stream cut: list again (sightings keep their first time)
         finally:
-            w.stop()
+            w.stop()  # type: ignore[no-untyped-call]
 
 
 def create_jobs(custom: k8s.CustomObjectsApi, obs: Observations, jobs: int, workers: int) -> None:

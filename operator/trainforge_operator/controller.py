@@ -161,12 +161,13 @@ class Controller:
         )
         plan = decide(observed, self.config)
         try:
-            await self.execute(body, plan, loop)
+            committed = await self.execute(body, plan, loop)
         except ChildRejectedError as err:
             log.warning("%s/%s: %s", namespace, name, err)
             plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
-            await self.execute(body, plan, loop)
-        self._record(key, body, plan)
+            committed = await self.execute(body, plan, loop)
+        if committed:
+            self._record(key, body, plan)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         return plan.requeue_after
 
@@ -202,8 +203,11 @@ class Controller:
         port = int(((body.get("spec") or {}).get("metrics") or {}).get("port") or 9400)
         return await self.progress.fetch(rank0, port)
 
-    async def execute(self, body: Obj, plan: Plan, loop: _Loop | None = None) -> None:
-        """Act, write the status once if it changed, then send Events (only after the write)."""
+    async def execute(self, body: Obj, plan: Plan, loop: _Loop | None = None) -> bool:
+        """Act, write the status once if it changed, then send Events (only after the write).
+
+        Returns False when the status write lost a conflict: the pass is redone from scratch.
+        """
         meta = body["metadata"]
         namespace = meta["namespace"]
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
@@ -229,7 +233,7 @@ class Controller:
             if version is None:
                 log.info("status of %s/%s changed underneath; retrying", namespace, meta["name"])
                 plan.requeue_after = 0.2
-                return
+                return False
             if loop is not None:
                 loop.own_version = version
         now = self.clock()
@@ -238,6 +242,7 @@ class Controller:
         if plan.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", namespace, meta["name"])
             await self._call(self.api.delete_job, namespace, meta["name"])
+        return True
 
     def _record(self, key: Key, body: Obj, plan: Plan) -> None:
         """Counters on transitions (the plan only flags a transition once) and the job table."""

@@ -18,6 +18,7 @@ from trainforge_operator import builders
 from trainforge_operator.api import (
     TERMINAL_PHASES,
     ArtifactSummary,
+    Finding,
     LastFailure,
     Phase,
     TrainingJobSpec,
@@ -395,6 +396,7 @@ class _Reconciler:
             return self._lost_member(spec, current)
         cause = root_cause(failures)
         if classify(cause, spec.run_policy) == "permanent":
+            self.absorb_summary(current)
             self.fail(
                 "WorkerFailed",
                 f"{cause.describe()} (a permanent failure: not restarted)",
@@ -449,9 +451,10 @@ class _Reconciler:
             return
         self.waiting(spec, current)
 
-    def succeed(self, spec: TrainingJobSpec, current: list[Obj]) -> None:
-        rank0 = next((p for p in current if _label_int(p, builders.LABEL_INDEX) == 0), current[0])
-        summary = termination_summary(rank0) or {}
+    def absorb_summary(self, current: list[Obj]) -> None:
+        """Final metrics, artifacts and findings from rank 0's termination message, if any."""
+        rank0 = next((p for p in current if _label_int(p, builders.LABEL_INDEX) == 0), None)
+        summary = (termination_summary(rank0) if rank0 is not None else None) or {}
         metrics = summary.get("metrics")
         if isinstance(metrics, dict):
             self.status.results = metrics
@@ -460,6 +463,19 @@ class _Reconciler:
             known = {k: arts[k] for k in ("uri", "files", "bytes") if k in arts}
             with contextlib.suppress(ValueError):
                 self.status.artifacts = ArtifactSummary.model_validate(known)
+        findings = summary.get("findings")
+        if isinstance(findings, list) and findings:
+            with contextlib.suppress(ValueError):
+                self.status.findings = [
+                    Finding.model_validate(
+                        {k: f[k] for k in ("rule", "step", "message", "action") if k in f}
+                    )
+                    for f in findings
+                    if isinstance(f, dict)
+                ]
+
+    def succeed(self, spec: TrainingJobSpec, current: list[Obj]) -> None:
+        self.absorb_summary(current)
         message = f"all {len(current)} workers completed with exit code 0"
         self.set_phase("Succeeded", message)
         self.status.completion_time = iso(self.now)

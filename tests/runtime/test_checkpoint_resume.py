@@ -125,7 +125,8 @@ def _assert_same(per_rank: list[dict[str, dict[str, torch.Tensor]]]) -> None:
             assert torch.equal(base[key], resumed[key]), f"rank {rank}: {key} differs after resume"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_resume_ddp_matches_uninterrupted_run(tmp_path: Path) -> None:
     weights = _run("data", tmp_path)
     _assert_same(weights)
@@ -137,7 +138,8 @@ def test_resume_ddp_matches_uninterrupted_run(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
     weights = _run("fsdp", tmp_path)
     _assert_same(weights)
@@ -148,7 +150,8 @@ def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert manifest["layout"] == "fsdp"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_resume_pipeline_keeps_each_stage_state(tmp_path: Path) -> None:
     per_rank = _run("pipeline", tmp_path)
     _assert_same(per_rank)

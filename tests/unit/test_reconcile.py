@@ -289,3 +289,22 @@ def test_context_configmap_follows_spec_edits(config: OperatorConfig) -> None:
     assert json.loads(plan.update[0]["data"]["context.json"])["parallelism"]["nodes"] == 3
     current = Observed(job, [], True, True, T0, configmap_data=plan.update[0]["data"])
     assert decide(current, config).update == []
+
+
+def test_health_stop_reports_findings_from_the_termination_message(
+    config: OperatorConfig,
+) -> None:
+    summary = json.dumps(
+        {
+            "exitReason": "health rule nan_loss fired",
+            "findings": [
+                {"rule": "nan_loss", "step": 12, "message": "loss is NaN", "action": "stop"}
+            ],
+        }
+    )
+    job = make_job({}, status={"phase": "Running"})
+    plan = run(config, job, [make_pod(0, "Failed", exit_code=65, message=summary)])
+    assert plan.status.phase == "Failed"
+    assert [f.rule for f in plan.status.findings] == ["nan_loss"]
+    assert plan.status.last_failure is not None
+    assert plan.status.last_failure.message == "health rule nan_loss fired"

@@ -106,7 +106,7 @@ class CheckpointManager:
         self.sharded = sharded
         # pipeline stages hold *different* tensors under the same names (each stage renumbers
         # its blocks), which DCP would take for replicas and deduplicate: save per rank instead
-        self.format = "dcp" if sharded else "torch"  # MUTATION
+        self.format = (
             "per-rank" if sharded and layout == "pipeline" else "dcp" if sharded else "torch"
         )
         self.layout = layout
