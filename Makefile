@@ -23,8 +23,8 @@ crds: venv ## regenerate crds/ and the chart's CRD copy from the pydantic models
 	$(PY) hack/gen_crds.py
 
 verify: crds ## regenerate generated files and fail on any drift
-	@git diff --exit-code -- crds charts || { echo "generated files drifted: run 'make crds' and commit the result" >&2; exit 1; }
-	@test -z "$$(git status --porcelain -- crds charts)" || { git status --porcelain -- crds charts; echo "untracked generated files: run 'make crds' and commit" >&2; exit 1; }
+	@git diff --exit-code -- crds charts docs/api-reference.md || { echo "generated files drifted: run 'make crds' and commit the result" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- crds charts docs/api-reference.md)" || { git status --porcelain -- crds charts docs/api-reference.md; echo "untracked generated files: run 'make crds' and commit" >&2; exit 1; }
 
 test-unit: venv ## unit tests of pure logic (builders, policies, status)
 	$(PY) -m pytest tests/unit -q

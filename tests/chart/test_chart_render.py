@@ -146,7 +146,7 @@ def grants(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
 
 
 EXPECTED_NAMESPACED = {
-    ("trainforge.io", "trainingjobs"): {"get", "list", "watch", "patch", "update"},
+    ("trainforge.io", "trainingjobs"): {"get", "list", "watch", "patch", "update", "delete"},
     ("trainforge.io", "trainingjobs/status"): {"get", "patch", "update"},
     ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "delete", "patch"},
