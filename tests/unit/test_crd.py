@@ -13,7 +13,7 @@ from trainforge_operator.crd import build_crd, render_yaml, update_reference
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILES = [
     ROOT / "crds" / "trainingjobs.trainforge.io.yaml",
-    ROOT / "charts" / "trainforge" / "crds" / "trainingjobs.trainforge.io.yaml",
+    ROOT / "charts" / "trainforge" / "files" / "crds" / "trainingjobs.trainforge.io.yaml",
 ]
 
 
