@@ -30,6 +30,7 @@ test-unit: venv ## unit tests of pure logic (builders, policies, status)
 	$(PY) -m pytest tests/unit -q
 
 test-runtime: venv ## real multi-process torch.distributed (gloo, CPU) for every layout
+	hack/build-minio.sh >/dev/null
 	$(PY) -m pytest tests/runtime -q
 
 test-integration: venv ## operator against a real control plane with kwok GPU nodes
