@@ -2,7 +2,8 @@
 """Generate the TrainingJob CRD from the pydantic models (the single source of truth).
 
 Writes `crds/trainingjobs.trainforge.io.yaml`, the chart's identical copy under
-`charts/trainforge/files/crds/` (rendered by the chart template so `crds.enabled` governs it), and the generated field tables in `docs/api-reference.md`.
+`charts/trainforge/files/crds/` (rendered by a chart template, so `crds.enabled` governs it),
+and the generated field tables in `docs/api-reference.md`.
 `make verify` regenerates and fails on drift, so edit the models in
 `operator/trainforge_operator/api.py` (or the CEL rules in `crd.py`), never the YAML.
 """
