@@ -27,6 +27,10 @@ RUN python -m pip install ${PIP_ARGS} --no-deps /src \
     && python -c "import kopf, kubernetes, trainforge_operator.main, trainforge_runtime.contract" \
     && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
 
+# A passwd entry for the runtime uid: kopf derives its peering identity from getpass.getuser().
+RUN groupadd --system --gid 65532 trainforge \
+    && useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home \
+       --shell /usr/sbin/nologin trainforge
 USER 65532:65532
 WORKDIR /tmp
 # 8080 /metrics, 8081 /healthz (kopf liveness)

@@ -23,7 +23,7 @@ build_operator() {
   local start; start=$(date +%s)
   docker build -q -t "$OPERATOR_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" -f Dockerfile . >/dev/null
   docker run --rm --read-only --user 65532 --entrypoint python "$OPERATOR_IMAGE" \
-    -c "import trainforge_operator, kopf; print('operator image ok')" >&2
+    -c "import getpass, trainforge_operator, kopf; print('operator image ok, user', getpass.getuser())" >&2
   log "$OPERATOR_IMAGE built in $(( $(date +%s) - start ))s ($(image_size "$OPERATOR_IMAGE"))"
 }
 

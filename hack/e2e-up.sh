@@ -131,7 +131,7 @@ if [ "$INSTALL_OPERATOR" = 1 ]; then
   docker push -q localhost:5000/trainforge/worker:0.1.0 >&2   # layers already there: seconds
   "$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/operator:0.1.0 >&2
   "$HELM" upgrade --install trainforge "$REPO_ROOT/charts/trainforge" -n trainforge-system \
-    -f "$HACK_DIR/kind/values-e2e.yaml" --wait --timeout 5m >&2
+    -f "$HACK_DIR/kind/values-e2e.yaml" --skip-crds --wait --timeout 5m >&2  # CRD is templated
   done_step
 fi
 cat > "$E2E_DIR/endpoints.env" <<ENV

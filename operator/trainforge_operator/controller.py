@@ -40,6 +40,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _never_reconciled(body: Obj) -> bool:
+    """No status was ever written: the operator has not acted on this job (object) yet."""
+    return not (body.get("status") or {}).get("phase")
+
+
 @dataclass
 class _Loop:
     wake: asyncio.Event
@@ -68,6 +73,9 @@ class Controller:
         self.executor = ThreadPoolExecutor(
             max_workers=config.api_concurrency, thread_name_prefix="kube-api"
         )
+        # At most this many passes at once, admitted in arrival order: a burst of jobs is then
+        # worked through job by job instead of every job advancing one API call per round.
+        self.passes = asyncio.Semaphore(config.api_concurrency)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -105,6 +113,8 @@ class Controller:
         if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
             loop.task.cancel()
         metrics.JOB_STATE.pop(key, None)
+        with contextlib.suppress(KeyError):
+            metrics.JOB_RESTARTS.remove(namespace, name)
 
     async def stop(self) -> None:
         tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
@@ -119,9 +129,10 @@ class Controller:
     async def _run(self, key: Key, loop: _Loop) -> None:
         backoff = 1.0
         while True:
-            loop.wake.clear()
             try:
-                requeue = await self.reconcile(key, loop)
+                async with self.passes:
+                    loop.wake.clear()  # wake-ups while queued are covered by this pass
+                    requeue = await self.reconcile(key, loop)
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
@@ -146,9 +157,16 @@ class Controller:
             self.forget(namespace, name)
             return None
         uid = body["metadata"].get("uid", "")
-        pods, (has_svc, has_cm, cm_data) = await asyncio.gather(
-            self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
-        )
+        metrics.JOB_RESTARTS.labels(namespace=namespace, job=name)  # per-job series start at 0
+        if _never_reconciled(body):
+            # Nothing was written for this job yet, so nothing is known to exist: plan every
+            # child and let an AlreadyExists (left by a pass whose status write was lost) pass.
+            pods: list[Obj] = []
+            has_svc, has_cm, cm_data = False, False, None
+        else:
+            pods, (has_svc, has_cm, cm_data) = await asyncio.gather(
+                self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
+            )
         progress = await self._maybe_progress(body, pods, loop)
         observed = Observed(
             body=body,
@@ -214,8 +232,8 @@ class Controller:
         for obj, new in zip(plan.create, created, strict=True):
             what = "created" if new else "exists"
             log.info("%s %s/%s", what, obj["kind"], obj["metadata"]["name"])
+        await asyncio.gather(*(self._call(self.api.update_configmap, o) for o in plan.update))
         for obj in plan.update:
-            await self._call(self.api.update_configmap, obj)
             log.info("updated %s/%s", obj["kind"], obj["metadata"]["name"])
         if loop is not None:
             loop.children_seen = (
@@ -237,8 +255,7 @@ class Controller:
             if loop is not None:
                 loop.own_version = version
         now = self.clock()
-        for event in plan.events:
-            await self._call(self.api.post_event, body, event, now)
+        await asyncio.gather(*(self._call(self.api.post_event, body, e, now) for e in plan.events))
         if plan.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", namespace, meta["name"])
             await self._call(self.api.delete_job, namespace, meta["name"])
@@ -251,7 +268,7 @@ class Controller:
         if any(e.reason == "Created" for e in plan.events):
             metrics.JOBS_CREATED.inc()
         if plan.restarted:
-            metrics.JOB_RESTARTS.inc()
+            metrics.JOB_RESTARTS.labels(namespace=key[0], job=key[1]).inc()
         if plan.time_to_running is not None:
             metrics.TIME_TO_RUNNING.observe(plan.time_to_running)
         if phase != old_phase and phase == "Succeeded":

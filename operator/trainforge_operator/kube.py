@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config
@@ -37,8 +38,19 @@ def load_kube_config() -> None:
 
 
 def _json(resp: Any) -> Obj:
+    """Parse a raw response; reading the whole body also returns its connection to the pool."""
     data = json.loads(resp.data)
     return data if isinstance(data, dict) else {}
+
+
+def _release(resp: Any) -> None:
+    """Discard a raw response's body and hand its connection back to the pool.
+
+    With `_preload_content=False` urllib3 keeps the connection checked out until the body is
+    read; an unread body means the next call dials and handshakes TLS again.
+    """
+    resp.drain_conn()
+    resp.release_conn()
 
 
 class ChildRejectedError(Exception):
@@ -100,7 +112,7 @@ class KubeApi:
             "ConfigMap": self.core.read_namespaced_config_map,
         }[kind]
         try:
-            read(name, namespace, _preload_content=False)
+            _release(read(name, namespace, _preload_content=False))
         except ApiException as err:
             if err.status == 404:
                 return False
@@ -125,9 +137,10 @@ class KubeApi:
         meta = obj["metadata"]
         body: Any = {"data": obj["data"]}
         try:
-            self.core.patch_namespaced_config_map(
+            resp = self.core.patch_namespaced_config_map(
                 meta["name"], meta["namespace"], body, _preload_content=False
             )
+            _release(resp)
         except ApiException as err:
             self._error("patch", "configmaps", err)
             raise
@@ -137,15 +150,16 @@ class KubeApi:
         kind = obj["kind"]
         namespace = obj["metadata"]["namespace"]
         raw: Any = obj  # the client accepts plain dicts; its stubs name only the model classes
+        creators: dict[str, Callable[..., Any]] = {
+            "Pod": self.core.create_namespaced_pod,
+            "Service": self.core.create_namespaced_service,
+            "ConfigMap": self.core.create_namespaced_config_map,
+        }
+        create = creators.get(kind)
+        if create is None:
+            raise ValueError(f"the operator does not create {kind} objects")
         try:
-            if kind == "Pod":
-                self.core.create_namespaced_pod(namespace, raw, _preload_content=False)
-            elif kind == "Service":
-                self.core.create_namespaced_service(namespace, raw, _preload_content=False)
-            elif kind == "ConfigMap":
-                self.core.create_namespaced_config_map(namespace, raw, _preload_content=False)
-            else:
-                raise ValueError(f"the operator does not create {kind} objects")
+            _release(create(namespace, raw, _preload_content=False))
         except ApiException as err:
             if err.status == 409:
                 return False
@@ -158,7 +172,7 @@ class KubeApi:
 
     def delete_pod(self, namespace: str, name: str) -> None:
         try:
-            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+            _release(self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
         except ApiException as err:
             if err.status == 404:
                 return
@@ -193,10 +207,11 @@ class KubeApi:
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:
-            self.custom.delete_namespaced_custom_object(
+            resp = self.custom.delete_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background",
                 _preload_content=False,
             )  # fmt: skip
+            _release(resp)
         except ApiException as err:
             if err.status == 404:
                 return
@@ -227,6 +242,8 @@ class KubeApi:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], ev, _preload_content=False)
+            _release(
+                self.core.create_namespaced_event(meta["namespace"], ev, _preload_content=False)
+            )
         except ApiException as err:
             self._error("create", "events", err)

@@ -28,7 +28,9 @@ PHASES: tuple[Phase, ...] = (
 JOBS_CREATED = Counter("trainforge_jobs_created_total", "TrainingJobs whose gang was created.")
 JOBS_SUCCEEDED = Counter("trainforge_jobs_succeeded_total", "TrainingJobs that succeeded.")
 JOBS_FAILED = Counter("trainforge_jobs_failed_total", "TrainingJobs that failed.", ["reason"])
-JOB_RESTARTS = Counter("trainforge_job_restarts_total", "Gang restarts of TrainingJobs.")
+JOB_RESTARTS = Counter(
+    "trainforge_job_restarts_total", "Gang restarts per TrainingJob.", ["namespace", "job"]
+)
 RECONCILE_SECONDS = Histogram(
     "trainforge_reconcile_duration_seconds",
     "Duration of one reconcile of one TrainingJob.",

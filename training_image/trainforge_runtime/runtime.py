@@ -414,13 +414,16 @@ class RuntimeContext:
     # --- end of job ----------------------------------------------------------------------------
     def finish(
         self,
+        metrics: dict[str, float] | None = None,
         *,
         confusion_matrix: Any = None,
         class_names: list[str] | None = None,
         **final_metrics: float,
     ) -> dict[str, Any]:
-        """Final metrics, report and artifact upload (rank 0), summary, teardown."""
-        self.final_metrics.update({k: float(v) for k, v in final_metrics.items()})
+        """Final metrics (a dict and/or keywords), report and artifact upload (rank 0), summary,
+        teardown."""
+        merged = {**(metrics or {}), **final_metrics}
+        self.final_metrics.update({k: float(v) for k, v in merged.items()})
         self.log_metrics(self.step, **self.final_metrics)
         self._exit_stack.close()  # flush the profiler before the report reads its summary
         artifacts = None

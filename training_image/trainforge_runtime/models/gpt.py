@@ -48,12 +48,14 @@ class CausalSelfAttention(nn.Module):
         b, t, _ = x.shape
 
         def heads(y: torch.Tensor) -> torch.Tensor:
-            return y.view(b, t, -1, self.head_dim).transpose(1, 2)
+            out: torch.Tensor = y.view(b, t, -1, self.head_dim).transpose(1, 2)
+            return out
 
         out = F.scaled_dot_product_attention(
             heads(self.q(x)), heads(self.k(x)), heads(self.v(x)), is_causal=True
         )
-        return self.proj(out.transpose(1, 2).reshape(b, t, -1))
+        merged: torch.Tensor = self.proj(out.transpose(1, 2).reshape(b, t, -1))
+        return merged
 
 
 class MLP(nn.Module):
@@ -63,7 +65,8 @@ class MLP(nn.Module):
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        out: torch.Tensor = self.proj(F.gelu(self.fc(x)))
+        return out
 
 
 class Block(nn.Module):
@@ -76,7 +79,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+        out: torch.Tensor = x + self.mlp(self.ln2(x))
+        return out
 
 
 class GPT(nn.Module):

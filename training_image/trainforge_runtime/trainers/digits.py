@@ -152,7 +152,7 @@ def test_report(
 def main() -> None:
     ctx = trainforge_runtime.init()
     final, cm = train(ctx)
-    ctx.finish(confusion_matrix=cm, class_names=[str(i) for i in range(10)], **final)
+    ctx.finish(final, confusion_matrix=cm, class_names=[str(i) for i in range(10)])
 
 
 if __name__ == "__main__":

@@ -103,8 +103,7 @@ def train(ctx: RuntimeContext) -> dict[str, float]:
     check_hyperparameters(hp, ctx)
     steps, batch = int(hp.get("steps", 30)), int(hp.get("batch_size", 8))
     data = CharData(load_corpus(), int(hp.get("seq_len", 32)), int(hp.get("seed", 0)))
-    model = GPT(GPTConfig.from_hyperparameters(len(data.vocab), hp))
-    model = ctx.parallelize(model, loss_fn=lm_loss)
+    model = ctx.parallelize(GPT(GPTConfig.from_hyperparameters(len(data.vocab), hp)), lm_loss)
     opt = torch.optim.AdamW(model.parameters(), lr=float(hp.get("lr", 3e-3)), weight_decay=0.0)
     ctx.set_total_steps(steps)
     start = ctx.resume({"model": model, "optimizer": opt})
@@ -136,8 +135,7 @@ def train(ctx: RuntimeContext) -> dict[str, float]:
 
 def main() -> None:
     ctx = trainforge_runtime.init()
-    final = train(ctx)
-    ctx.finish(**final)
+    ctx.finish(train(ctx))
 
 
 if __name__ == "__main__":
