@@ -69,6 +69,7 @@ build_worker() {
   log "docker build $WORKER_IMAGE (FROM $BASE_IMAGE, wheels from $WHEEL_URL)"
   local start; start=$(date +%s)
   local host; host=$(sed -E 's#http://([^:/]+).*#\1#' <<<"$WHEEL_URL")
+  local old_id; old_id=$(docker image inspect -f '{{.Id}}' "$WORKER_IMAGE" 2>/dev/null || true)
   docker build -t "$WORKER_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" \
     --build-arg PIP_ARGS="--no-index --find-links $WHEEL_URL --trusted-host $host" \
     -f training_image/Dockerfile . >&2
@@ -76,6 +77,10 @@ build_worker() {
   docker run --rm --entrypoint python "$WORKER_IMAGE" \
     -c "import torch, trainforge_runtime.launch; print('worker image ok, torch', torch.__version__)" >&2
   log "$WORKER_IMAGE built in $(( $(date +%s) - start ))s ($(image_size "$WORKER_IMAGE"))"
+  # A replaced 6 GB image would linger as a dangling image: remove it (ignored if still in use).
+  if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{.Id}}' "$WORKER_IMAGE")" ]; then
+    docker rmi "$old_id" >/dev/null 2>&1 || true
+  fi
 }
 
 for t in "${targets[@]}"; do

@@ -48,16 +48,39 @@ echo; echo "== final status of $job"
 k get trainingjob "$job" -o json | jq '.status | {phase, message, restarts, attempt, results, artifacts, lastFailure, findings}'
 acc=$(k get trainingjob "$job" -o json | jq -r '[.status.results // {} | to_entries[] | select(.key | test("test.*acc|acc.*test")) | .value][0] // "n/a"')
 uri=$(k get trainingjob "$job" -o jsonpath='{.status.artifacts.uri}')
+# Fetch the artifacts (model, metrics, HTML report) from MinIO into trainforge-output/ (gitignored).
+out="$REPO_ROOT/trainforge-output/demo/$job"
+report=""
+if [ -n "$uri" ]; then
+  set -a; source "$E2E_DIR/minio.env"; set +a
+  PY="$REPO_ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
+  report=$("$PY" - "$MINIO_ENDPOINT" "$uri" "$out" <<'PY'
+import pathlib, sys
+
+import botocore.session
+
+endpoint, uri, out = sys.argv[1:4]
+bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+s3 = botocore.session.get_session().create_client("s3", endpoint_url=endpoint, region_name="us-east-1")
+report = ""
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for obj in page.get("Contents", []):
+        dest = pathlib.Path(out) / obj["Key"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+        if dest.suffix == ".html":
+            report = str(dest)
+print(report)
+PY
+) || log "could not download the artifacts from $MINIO_ENDPOINT"
+fi
 cat <<TXT
 
 test accuracy : $acc
-artifact URI  : ${uri:-n/a}
-report        : the HTML report is stored with the artifacts. Download it with
-                (set -a; . $E2E_DIR/minio.env; set +a; .venv/bin/python -c "import boto3,sys; \\
-                 s3=boto3.client('s3', endpoint_url='$MINIO_ENDPOINT', region_name='us-east-1'); \\
-                 [print(o['Key']) for o in s3.list_objects_v2(Bucket='trainforge', Prefix='artifacts/').get('Contents', [])]")
-                then s3.download_file('trainforge', '<key of report.html>', 'report.html') and open it.
+artifact URI  : ${uri:-n/a}  (downloaded to $out)
+report        : ${report:-no HTML report among the artifacts}  (open it in a browser)
 Prometheus    : $PROMETHEUS_URL  (e.g. $PROMETHEUS_URL/graph?g0.expr=trainforge_train_loss)
+MinIO         : $MINIO_ENDPOINT  (credentials: $E2E_DIR/minio.env)
 kubectl       : export KUBECONFIG=$KUBECONFIG
 remove it all : hack/demo.sh down
 TXT

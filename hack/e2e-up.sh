@@ -80,7 +80,9 @@ for ns in trainforge-system default; do
   k -n "$ns" create secret generic "$name" --from-env-file="$E2E_DIR/minio.env" --dry-run=client -o yaml | k apply -f - >/dev/null
 done
 "$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/minio:local trainforge/prometheus:local >&2
-k apply -f "$HACK_DIR/kind/addons.yaml" >/dev/null
+applied=$(k apply -f "$HACK_DIR/kind/addons.yaml")
+# Prometheus does not watch its config file: restart it when the ConfigMap changed.
+grep -q "configmap/prometheus configured" <<<"$applied" && k -n trainforge-system rollout restart deploy/prometheus >/dev/null
 k -n trainforge-system rollout status deploy/minio --timeout=180s >/dev/null
 k -n trainforge-system rollout status deploy/prometheus --timeout=180s >/dev/null
 CP_IP=$(k get node "$CLUSTER-control-plane" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
@@ -129,6 +131,9 @@ if [ "$INSTALL_OPERATOR" = 1 ]; then
   for _ in $(seq 1 50); do curl -sf -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.2; done
   docker tag trainforge/worker:0.1.0 localhost:5000/trainforge/worker:0.1.0
   docker push -q localhost:5000/trainforge/worker:0.1.0 >&2   # layers already there: seconds
+  # Drop the blobs of earlier pushes (each worker rebuild is a new ~3 GB compressed layer).
+  docker exec trainforge-registry registry garbage-collect --delete-untagged \
+    /etc/distribution/config.yml >/dev/null 2>&1 || true
   "$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/operator:0.1.0 >&2
   "$HELM" upgrade --install trainforge "$REPO_ROOT/charts/trainforge" -n trainforge-system \
     -f "$HACK_DIR/kind/values-e2e.yaml" --skip-crds --wait --timeout 5m >&2  # CRD is templated

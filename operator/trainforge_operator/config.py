@@ -60,7 +60,10 @@ class OperatorConfig(BaseSettings):
     )
     run_as_user: int = 1000
     api_concurrency: int = Field(
-        16, ge=1, le=256, description="Threads (and HTTP connections) for Kubernetes API calls."
+        16,
+        ge=1,
+        le=256,
+        description="API threads, HTTP connections and reconcile passes at once.",
     )
 
     @classmethod

@@ -51,6 +51,9 @@ class _Loop:
     task: asyncio.Task[None] | None = None
     last_progress: float = 0.0
     own_version: str = ""  # resourceVersion produced by our last status write
+    seen_version: str = ""  # resourceVersion of the latest watch event for this job
+    body: Obj | None = None  # the job as last read or written by us ...
+    body_at: float = 0.0  # ... and when (monotonic)
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
 
@@ -91,6 +94,8 @@ class Controller:
         """
         key = (namespace, name)
         loop = self.loops.get(key)
+        if loop is not None and resource_version:
+            loop.seen_version = resource_version
         if (
             loop is not None
             and resource_version
@@ -100,7 +105,7 @@ class Controller:
         ):
             return
         if loop is None:
-            loop = _Loop(wake=asyncio.Event())
+            loop = _Loop(wake=asyncio.Event(), seen_version=resource_version or "")
             self.loops[key] = loop
         if loop.task is None or loop.task.done():
             loop.task = asyncio.create_task(self._run(key, loop), name=f"reconcile {key}")
@@ -152,7 +157,10 @@ class Controller:
         """One pass; returns seconds until the next wanted pass (None: only on events)."""
         namespace, name = key
         started = time.perf_counter()
-        body = await self._call(self.api.get_job, namespace, name)
+        body = self._known_body(loop)
+        if body is None:
+            body = await self._call(self.api.get_job, namespace, name)
+            self._remember(loop, body)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return None
@@ -188,6 +196,19 @@ class Controller:
             self._record(key, body, plan)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         return plan.requeue_after
+
+    def _known_body(self, loop: _Loop) -> Obj | None:
+        """The job as we last read or wrote it, while the watch reports no newer version of it
+        (a pod event or a timer woke this pass) and it is younger than resync_seconds."""
+        if loop.body is None or not loop.seen_version:
+            return None
+        if time.monotonic() - loop.body_at >= self.config.resync_seconds:
+            return None
+        version = loop.body.get("metadata", {}).get("resourceVersion")
+        return loop.body if version == loop.seen_version else None
+
+    def _remember(self, loop: _Loop, body: Obj | None) -> None:
+        loop.body, loop.body_at = body, time.monotonic()
 
     async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
         """Service exists? ConfigMap exists, and its data? Re-read after a spec change and at
@@ -247,13 +268,16 @@ class Controller:
             )
         new_status = status_dict(plan.status)
         if new_status != (body.get("status") or {}):
-            version = await self._call(self.api.replace_status, body, new_status)
-            if version is None:
+            stored = await self._call(self.api.replace_status, body, new_status)
+            if stored is None:
                 log.info("status of %s/%s changed underneath; retrying", namespace, meta["name"])
+                if loop is not None:
+                    self._remember(loop, None)
                 plan.requeue_after = 0.2
                 return False
             if loop is not None:
-                loop.own_version = version
+                loop.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
+                self._remember(loop, stored)
         now = self.clock()
         await asyncio.gather(*(self._call(self.api.post_event, body, e, now) for e in plan.events))
         if plan.delete_job:

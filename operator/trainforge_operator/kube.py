@@ -179,8 +179,8 @@ class KubeApi:
             self._error("delete", "pods", err)
             raise
 
-    def replace_status(self, body: Obj, status: Obj) -> str | None:
-        """PUT the status at the observed resourceVersion: the new resourceVersion, None on 409."""
+    def replace_status(self, body: Obj, status: Obj) -> Obj | None:
+        """PUT the status at the observed resourceVersion: the stored object, None on 409."""
         meta = body["metadata"]
         obj = {
             "apiVersion": body["apiVersion"],
@@ -203,7 +203,7 @@ class KubeApi:
                 return None
             self._error("update", PLURAL + "/status", err)
             raise
-        return str(_json(resp).get("metadata", {}).get("resourceVersion", ""))
+        return _json(resp)
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

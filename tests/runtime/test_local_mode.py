@@ -43,6 +43,39 @@ def test_ddp_local_mode_digits_reaches_90_percent(tmp_path: Path) -> None:
     context = json.loads((out_dir / "context.json").read_text())
     assert context["artifacts"]["uri"].startswith("file://")
     assert context["parallelism"]["nodes"] == 2
+    assert_model_bundle(Path(context["artifacts"]["uri"].removeprefix("file://")))
+
+
+BUNDLE_FILES = ("model/model.safetensors", "model/config.json", "model/labels.json")
+METADATA_KEYS = {
+    "hyperparameters",
+    "metrics",
+    "datasetFingerprint",
+    "image",
+    "runtimeVersion",
+    "torchVersion",
+    "layout",
+    "worldSize",
+    "durationSeconds",
+}
+
+
+def assert_model_bundle(dest: Path) -> None:
+    """Rank 0 uploaded weights, config, labels and metadata, all listed with sha256."""
+    for name in (*BUNDLE_FILES, "metadata.json"):
+        assert (dest / name).is_file(), f"{name} missing under {dest}"
+    assert json.loads((dest / "model" / "labels.json").read_text()) == [str(i) for i in range(10)]
+    meta = json.loads((dest / "metadata.json").read_text())
+    assert meta.keys() >= METADATA_KEYS
+    assert meta["worldSize"] == 2
+    assert meta["layout"] == "data"
+    assert len(meta["datasetFingerprint"]) == 64
+    assert meta["metrics"]["test"]["accuracy"] >= 0.9
+    manifest = json.loads((dest / "manifest.json").read_text())
+    listed = {e["path"]: e for e in manifest["files"]}
+    for name in (*BUNDLE_FILES, "metadata.json"):
+        assert len(listed[name]["sha256"]) == 64
+    assert not (dest / "model.safetensors").exists()  # the old ad-hoc copy is gone
 
 
 def test_local_mode_rejects_bad_spec_with_64(tmp_path: Path) -> None:

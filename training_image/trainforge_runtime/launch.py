@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -106,8 +107,24 @@ def read_summary(run_dir: Path, env: NodeEnv) -> dict[str, Any]:
     return {}
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with NaN/±Inf floats as None: strict JSON readers reject a `NaN` literal."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def strict_dumps(obj: Any, **kwargs: Any) -> str:
+    """json.dumps that never emits NaN/Infinity (they become null)."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=str, **kwargs)
+
+
 def termination_message(summary: dict[str, Any], code: int) -> str:
-    """Compact JSON within 4 KiB: drop findings, then metrics, until it fits."""
+    """Compact strict JSON within 4 KiB: drop findings, then metrics, until it fits."""
     msg = {
         "exitReason": summary.get("exitReason") or exitcodes.reason_for(code),
         "exitCode": code,
@@ -123,7 +140,7 @@ def termination_message(summary: dict[str, Any], code: int) -> str:
     for drop in (None, "findings", "message", "metrics", "artifacts"):
         if drop:
             msg.pop(drop, None)
-        text = json.dumps(msg, separators=(",", ":"), default=str)
+        text = strict_dumps(msg, separators=(",", ":"))
         if len(text.encode()) <= MAX_TERMINATION_BYTES:
             return text
     return text[:MAX_TERMINATION_BYTES]

@@ -61,12 +61,15 @@ class WorkerMetrics:
     def __init__(self, job: str, namespace: str, rank: int) -> None:
         self.registry = CollectorRegistry()
         labels = {"job": job, "namespace": namespace, "rank": str(rank)}
-        self.gauges: dict[str, Any] = {
+        # parents only: a labelled child (a series) appears when first set, so dashboards never
+        # read a 0 loss before the first step
+        self._gauge_families: dict[str, Gauge] = {
             name: Gauge(
                 f"trainforge_{name}", _HELP.get(name, name), BASE_LABELS, registry=self.registry
-            ).labels(**labels)
+            )
             for name in GAUGES
         }
+        self.gauges: dict[str, Any] = {}
         step_hist = Histogram(
             "trainforge_step_seconds",
             "Training step time split into data wait and compute",
@@ -91,14 +94,24 @@ class WorkerMetrics:
         self._labels = labels
 
     def set(self, name: str, value: float) -> None:
-        self.gauges[name].set(value)
+        """Set a gauge, creating this worker's series on first use."""
+        child = self.gauges.get(name)
+        if child is None:
+            child = self._gauge_families[name].labels(**self._labels)
+            self.gauges[name] = child
+        child.set(value)
+
+    def init_findings(self, rules: list[str]) -> None:
+        """Export every configured rule's findings counter at 0, so `increase()` sees the first."""
+        for rule in rules:
+            self.findings_counter.labels(**self._labels, rule=rule)
 
     def log(self, metrics: dict[str, float]) -> None:
         """Set the gauges that have an agreed name; other keys only reach /progress."""
         for key, value in metrics.items():
             gauge = GAUGE_KEYS.get(key)
             if gauge is not None:
-                self.gauges[gauge].set(float(value))
+                self.set(gauge, float(value))
 
     def observe_step(self, data_wait: float, compute: float) -> None:
         self.step_seconds["data_wait"].observe(data_wait)

@@ -14,11 +14,13 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ from trainforge_runtime import exitcodes
 from trainforge_runtime.config import DEFAULT_RUN_DIR, ENV_METRICS_PORT, ENV_RUN_DIR, load_context
 from trainforge_runtime.contract import ENV_ATTEMPT, JobContext
 from trainforge_runtime.faults import maybe_inject_fault
+from trainforge_runtime.launch import json_safe, strict_dumps
 from trainforge_runtime.layouts import LossFn, PipelinedModule, Topology, build_topology
 from trainforge_runtime.layouts import parallelize as _parallelize
 from trainforge_runtime.metrics import MetricsServer, WorkerMetrics
@@ -92,6 +95,8 @@ class RuntimeContext:
         self.findings: list[dict[str, Any]] = []
         self.final_metrics: dict[str, float] = {}
         self.step = 0
+        self._started = time.monotonic()
+        self._health_fed_elsewhere = False  # step_end/finish: log_metrics must not feed health
         self._stop_requested = threading.Event()
         signal.signal(signal.SIGTERM, self._on_sigterm)  # before anything that can block
         self._server: MetricsServer | None = None
@@ -113,6 +118,7 @@ class RuntimeContext:
         if start_metrics and job.metrics.enabled:
             self._start_metrics_server()
         self._health = self._make_health()
+        self.metrics.init_findings([r.rule for r in job.health])
         self.history: dict[str, list[tuple[int, float]]] = {}
         self._ckpt: Any = None
         self._ckpt_state: dict[str, Any] | None = None
@@ -300,7 +306,8 @@ class RuntimeContext:
         while True:
             t0 = time.perf_counter()
             try:
-                item = next(it)
+                with self.profiler.phase("data_wait"):
+                    item = next(it)
             except StopIteration:
                 return
             t1 = time.perf_counter()
@@ -329,6 +336,16 @@ class RuntimeContext:
                 {k: v for k, v in clean.items() if k != "epoch"},
                 epoch=None if epoch is None else int(epoch),
             )
+        if self._health is not None and "val_loss" in clean and not self._health_fed_elsewhere:
+            # validation runs outside step_end; the overfitting rule needs to see it
+            self._observe_health(step, {"val_loss": clean["val_loss"]})
+
+    def _log_without_health(self, step: int, metrics: dict[str, float]) -> None:
+        self._health_fed_elsewhere = True
+        try:
+            self.log_metrics(step, **metrics)
+        finally:
+            self._health_fed_elsewhere = False
 
     def add_step_hook(self, hook: Callable[[int, dict[str, float]], None]) -> None:
         """Run `hook(step, metrics)` at every step end (checkpointing registers here)."""
@@ -351,7 +368,7 @@ class RuntimeContext:
         if self.device.type == "cuda" and now - self._gpu_sampled > GPU_SAMPLE_SECONDS:
             self._sample_gpu(metrics)
             self._gpu_sampled = now
-        self.log_metrics(step, **metrics)
+        self._log_without_health(step, metrics)
         if self.progress is not None and "samples_per_second" in metrics:
             self.progress.samples_per_second = round(metrics["samples_per_second"], 2)
         if self._health is not None:
@@ -416,18 +433,27 @@ class RuntimeContext:
         self,
         metrics: dict[str, float] | None = None,
         *,
+        model: nn.Module | None = None,
+        model_config: dict[str, Any] | None = None,
+        labels: list[str] | None = None,
+        tokenizer: dict[str, Any] | str | os.PathLike[str] | None = None,
+        dataset_fingerprint: str | None = None,
         confusion_matrix: Any = None,
         class_names: list[str] | None = None,
         **final_metrics: float,
     ) -> dict[str, Any]:
-        """Final metrics (a dict and/or keywords), report and artifact upload (rank 0), summary,
-        teardown."""
+        """Final metrics (a dict and/or keywords), model bundle + metadata, report and artifact
+        upload (rank 0), summary, teardown. Collective when `model` is given: call on every rank.
+        """
         merged = {**(metrics or {}), **final_metrics}
         self.final_metrics.update({k: float(v) for k, v in merged.items()})
-        self.log_metrics(self.step, **self.final_metrics)
+        self._log_without_health(self.step, self.final_metrics)
         self._exit_stack.close()  # flush the profiler before the report reads its summary
+        export = self.export_state_dict(model) if model is not None else None
         artifacts = None
         if self.is_main:
+            bundle = {"model_config": model_config, "labels": labels, "tokenizer": tokenizer}
+            self._write_bundle(export, bundle, dataset_fingerprint)
             self._write_report(confusion_matrix, class_names)
             artifacts = self._upload_artifacts()
             if self.tracker is not None:
@@ -437,6 +463,63 @@ class RuntimeContext:
         self.set_phase("done")
         self.close()
         return summary
+
+    def export_state_dict(self, model: nn.Module) -> ModelExport:
+        """Full, unsharded CPU weights for the bundle; complete on rank 0 only (collective)."""
+        layout = self.topology.layout
+        if isinstance(model, PipelinedModule):
+            return self._gather_pipeline_stages(model)
+        if layout in ("fsdp", "tensor") and dist.is_initialized():
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+            )
+
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return ModelExport(get_model_state_dict(model, options=options), "full")
+        return ModelExport(self.full_state_dict(model), "full")
+
+    def _gather_pipeline_stages(self, model: PipelinedModule) -> ModelExport:
+        """Stage state dicts of the first replica gathered to rank 0 and renumbered into one
+        model; if the stage keys cannot be merged, each stage keeps a `stageN.` prefix."""
+        mine = None
+        if self.dp_rank == 0:
+            mine = (self.topology.mp_rank, self.full_state_dict(model))
+        gathered: list[Any] = [None] * self.world_size if self.is_main else []
+        dist.gather_object(mine, gathered if self.is_main else None, dst=0)
+        if not self.is_main:
+            return ModelExport({}, "pipeline")
+        stages = sorted(x for x in gathered if x is not None)
+        return merge_pipeline_stages([sd for _, sd in stages])
+
+    def _write_bundle(
+        self, export: ModelExport | None, bundle: dict[str, Any], fingerprint: str | None
+    ) -> None:
+        """`model/` (weights, config, labels/tokenizer) and `metadata.json` in artifacts_dir."""
+        from trainforge_runtime.artifacts import build_model_bundle, write_metadata
+
+        extra: dict[str, Any] = {"job": self.job.job.name, "attempt": self.attempt}
+        if export is not None:
+            build_model_bundle(
+                export.state,
+                self.artifacts_dir / "model",
+                {**(bundle["model_config"] or {}), "stateDict": export.kind},
+                labels=bundle["labels"],
+                tokenizer=bundle["tokenizer"],
+            )
+            extra["modelStateDict"] = export.kind
+            extra["modelDir"] = "model"
+        write_metadata(
+            self.artifacts_dir,
+            hyperparameters=self.hyperparameters,
+            metrics=json_safe(split_metrics(self.final_metrics)),
+            dataset_fingerprint=fingerprint,
+            image=self.job.image,
+            layout=self.job.parallelism.layout,
+            world_size=self.world_size,
+            duration_seconds=round(time.monotonic() - self._started, 3),
+            extra=extra,
+        )
 
     def _write_report(self, confusion_matrix: Any, class_names: list[str] | None) -> None:
         """The HTML report is a convenience: failing to draw it never fails the job."""
@@ -495,7 +578,7 @@ class RuntimeContext:
         if message:
             summary["message"] = message[:500]
         path = self.run_dir / f"summary-rank{self.rank}.json"
-        path.write_text(json.dumps(summary, default=str))
+        path.write_text(strict_dumps(summary))
         return summary
 
     def close(self) -> None:
@@ -509,6 +592,54 @@ class RuntimeContext:
                 dist.barrier()
             finally:
                 dist.destroy_process_group()
+
+
+@dataclass
+class ModelExport:
+    """Weights for the bundle and how they were assembled (`full`, `pipeline-merged`, ...)."""
+
+    state: dict[str, torch.Tensor]
+    kind: str
+
+
+_BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.*)$")
+
+
+def merge_pipeline_stages(stages: list[dict[str, torch.Tensor]]) -> ModelExport:
+    """One state dict from per-stage ones: `blocks.i` of stage k becomes `blocks.(offset_k + i)`.
+
+    Falls back to `stage{k}.`-prefixed keys (kind `pipeline-per-stage`) on any key collision.
+    """
+    merged: dict[str, torch.Tensor] = {}
+    offset = 0
+    for state in stages:
+        count = 0
+        for key, value in state.items():
+            match = _BLOCK_KEY.match(key)
+            if match:
+                index = int(match.group(1))
+                count = max(count, index + 1)
+                key = f"blocks.{offset + index}.{match.group(2)}"
+            if key in merged:
+                return ModelExport(
+                    {f"stage{k}.{n}": v for k, sd in enumerate(stages) for n, v in sd.items()},
+                    "pipeline-per-stage",
+                )
+            merged[key] = value
+        offset += count
+    return ModelExport(merged, "pipeline-merged")
+
+
+def split_metrics(final: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Final metrics grouped by prefix: `test_*`, `val_*`, the rest is train."""
+    out: dict[str, dict[str, float]] = {"train": {}, "val": {}, "test": {}}
+    for key, value in final.items():
+        split, _, name = key.partition("_")
+        if split in ("val", "test") and name:
+            out[split][name] = value
+        else:
+            out["train"][key.removeprefix("train_")] = value
+    return out
 
 
 def _free_port() -> int:

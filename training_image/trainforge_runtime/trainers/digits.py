@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 import trainforge_runtime
+from trainforge_runtime.artifacts import dataset_fingerprint
 from trainforge_runtime.exitcodes import InvalidContextError
 from trainforge_runtime.runtime import RuntimeContext
 
@@ -65,8 +67,22 @@ def evaluate(model: nn.Module, split: Split, device: torch.device) -> tuple[floa
     return loss, logits.argmax(1).cpu().numpy()
 
 
-def train(ctx: RuntimeContext) -> tuple[dict[str, float], list[list[int]]]:
-    """Train with early stopping; returns the final test metrics and the confusion matrix."""
+@dataclass
+class Result:
+    """What `finish()` needs: final metrics, confusion matrix, the model and its data."""
+
+    final: dict[str, float]
+    confusion: list[list[int]]
+    model: nn.Module
+    config: dict[str, Any]
+    fingerprint: str
+
+
+LABELS = [str(i) for i in range(10)]
+
+
+def train(ctx: RuntimeContext) -> Result:
+    """Train with early stopping (best val weights restored), then evaluate on test."""
     hp = ctx.hyperparameters
     if ctx.job.parallelism.layout not in ("data", "fsdp"):
         raise InvalidContextError("the digits trainer supports layouts data and fsdp only")
@@ -75,7 +91,8 @@ def train(ctx: RuntimeContext) -> tuple[dict[str, float], list[list[int]]]:
     if batch % ctx.dp_size:
         raise InvalidContextError(f"batch_size {batch} is not divisible by world {ctx.dp_size}")
     train_set, val_set, test_set = load_splits(seed)
-    model = ctx.parallelize(build_model(int(hp.get("hidden", 64))))
+    config = {"in_features": 64, "hidden": int(hp.get("hidden", 64)), "num_classes": 10}
+    model = ctx.parallelize(build_model(config["hidden"]))
     opt = torch.optim.AdamW(
         model.parameters(),
         lr=float(hp.get("lr", 0.01)),
@@ -120,7 +137,10 @@ def train(ctx: RuntimeContext) -> tuple[dict[str, float], list[list[int]]]:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return test_report(model, test_set, ctx, best)
+    final, cm = test_report(model, test_set, ctx, best)
+    splits = (train_set, val_set, test_set)
+    fingerprint = dataset_fingerprint(*(t for s in splits for t in (s.x, s.y)))
+    return Result(final, cm, model, config, fingerprint)
 
 
 def test_report(
@@ -138,21 +158,25 @@ def test_report(
         "test_loss": test_loss,
         "val_loss": val_loss,
     }
-    state = ctx.full_state_dict(model)  # collective: every rank takes part
     cm = confusion_matrix(truth, pred).tolist()
     if ctx.is_main:
-        from safetensors.torch import save_file
-
         (ctx.artifacts_dir / "confusion_matrix.json").write_text(json.dumps(cm))
         (ctx.artifacts_dir / "metrics.json").write_text(json.dumps(final, indent=2))
-        save_file(state, str(ctx.artifacts_dir / "model.safetensors"))
     return final, cm
 
 
 def main() -> None:
     ctx = trainforge_runtime.init()
-    final, cm = train(ctx)
-    ctx.finish(final, confusion_matrix=cm, class_names=[str(i) for i in range(10)])
+    result = train(ctx)
+    ctx.finish(
+        result.final,
+        model=result.model,  # collective: every rank takes part in gathering the weights
+        model_config=result.config,
+        labels=LABELS,
+        dataset_fingerprint=result.fingerprint,
+        confusion_matrix=result.confusion,
+        class_names=LABELS,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 import trainforge_runtime
+from trainforge_runtime.artifacts import dataset_fingerprint
 from trainforge_runtime.exitcodes import InvalidContextError
 from trainforge_runtime.models.gpt import GPT, GPTConfig
 from trainforge_runtime.runtime import RuntimeContext
@@ -98,12 +100,24 @@ def evaluate(model: nn.Module, data: CharData, ctx: RuntimeContext, batches: int
     return sum(losses) / len(losses)
 
 
-def train(ctx: RuntimeContext) -> dict[str, float]:
+@dataclass
+class Result:
+    """What `finish()` needs besides the metrics: the model, its config and its tokenizer."""
+
+    final: dict[str, float]
+    model: nn.Module
+    config: dict[str, Any]
+    tokenizer: dict[str, Any]
+    fingerprint: str
+
+
+def train(ctx: RuntimeContext) -> Result:
     hp = ctx.hyperparameters
     check_hyperparameters(hp, ctx)
     steps, batch = int(hp.get("steps", 30)), int(hp.get("batch_size", 8))
     data = CharData(load_corpus(), int(hp.get("seq_len", 32)), int(hp.get("seed", 0)))
-    model = ctx.parallelize(GPT(GPTConfig.from_hyperparameters(len(data.vocab), hp)), lm_loss)
+    config = GPTConfig.from_hyperparameters(len(data.vocab), hp)
+    model = ctx.parallelize(GPT(config), lm_loss)
     opt = torch.optim.AdamW(model.parameters(), lr=float(hp.get("lr", 3e-3)), weight_decay=0.0)
     ctx.set_total_steps(steps)
     start = ctx.resume({"model": model, "optimizer": opt})
@@ -130,12 +144,25 @@ def train(ctx: RuntimeContext) -> dict[str, float]:
     if ctx.is_main:
         (ctx.artifacts_dir / "losses.json").write_text(json.dumps(losses))
         (ctx.artifacts_dir / "vocab.json").write_text(json.dumps(data.vocab))
-    return {k: v for k, v in final.items() if not math.isnan(v)}
+    return Result(
+        {k: v for k, v in final.items() if not math.isnan(v)},
+        model,
+        asdict(config),
+        {"type": "char", "vocab": data.vocab},
+        dataset_fingerprint(data.train, data.val),
+    )
 
 
 def main() -> None:
     ctx = trainforge_runtime.init()
-    ctx.finish(train(ctx))
+    result = train(ctx)
+    ctx.finish(
+        result.final,
+        model=result.model,  # collective: every rank takes part in gathering the weights
+        model_config=result.config,
+        tokenizer=result.tokenizer,
+        dataset_fingerprint=result.fingerprint,
+    )
 
 
 if __name__ == "__main__":
