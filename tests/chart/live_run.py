@@ -42,6 +42,9 @@ class LiveRun:
 def short_manifest(epochs: int) -> dict[str, Any]:
     """examples/digits-ddp.yaml, cut to `epochs`, checkpointing often, with a warn-only rule."""
     manifest = yaml.safe_load(EXAMPLE.read_text())
+    # The live operator runs a TrainingJob of the same name and namespace (operator_live.SCENARIO),
+    # so operator series selected by the Training dashboard's job variable exist too.
+    manifest["metadata"]["namespace"] = "ml-demo"
     spec = manifest["spec"]
     spec["hyperparameters"]["epochs"] = epochs
     spec["hyperparameters"]["patience"] = epochs + 1

@@ -113,6 +113,8 @@ LIMIT_RANGE = {
 }
 
 SCENARIO = [
+    # Same namespace/name as the local run (live_run.short_manifest): per-job operator series.
+    job("digits-ddp", 2, 0, "cpu"),
     job("starts-a", 2, 0, "cpu"),
     job("starts-b", 1, 0, "cpu"),
     # 4 nodes x 8 GPUs on a pool of 2 x 8: half the gang never schedules.

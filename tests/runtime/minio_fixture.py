@@ -36,7 +36,7 @@ def minio_binary() -> str:
     if explicit:
         return explicit
     if shutil.which("go") is None:
-        pytest.skip("MinIO needs Go to build (hack/build-minio.sh); set TRAINFORGE_MINIO_BIN")
+        pytest.fail("MinIO needs Go to build (hack/build-minio.sh); set TRAINFORGE_MINIO_BIN")
     done = subprocess.run(
         [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=3600, check=False
     )
