@@ -55,7 +55,8 @@ serve_wheels() {
   # docker0's address is the default bridge's gateway (`docker network inspect` omits it on 20.10).
   local gw; gw=$(ip -4 -o addr show docker0 | awk '{split($4, a, "/"); print a[1]; exit}')
   [ -n "$gw" ] || die "no IPv4 address on docker0; is dockerd running with its default bridge?"
-  local port; port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])')
+  # A fixed port keeps PIP_ARGS, and so the ~3 GB dependency layer's cache key, stable across builds.
+  local port="${TRAINFORGE_WHEEL_PORT:-38471}"
   "$PY" -m http.server "$port" --bind "$gw" --directory "$WHEELS" >/dev/null 2>&1 &
   WHEEL_SERVER_PID=$!
   trap 'kill $WHEEL_SERVER_PID 2>/dev/null || true' EXIT

@@ -5,7 +5,6 @@
 #   static pod networking, MinIO and Prometheus in trainforge-system, the operator and worker
 #   images loaded, and the chart installed with helm.
 # Prints `export KUBECONFIG=...` on stdout at the end. Usage: hack/e2e-up.sh [--no-operator]
-# REBUILD_WORKER=1 rebuilds the 6 GB worker image (otherwise reused when present).
 source "$(dirname "$0")/lib.sh"
 CLUSTER="${TRAINFORGE_CLUSTER:-trainforge-e2e}"
 E2E_DIR="$CACHE_DIR/e2e/$CLUSTER"
@@ -28,13 +27,10 @@ step "prerequisites: docker, binaries, node image, trainforge images"
 MINIO_BIN=$("$HACK_DIR/build-minio.sh")
 if [ "$INSTALL_OPERATOR" = 1 ]; then
   "$HACK_DIR/build-images.sh" operator   # cheap: always rebuilt from the working tree
-  # The worker image is 6 GB and every rebuild costs minutes and disk on the host, the registry
-  # and both workers, so it is rebuilt only when missing or with REBUILD_WORKER=1.
-  if [ "${REBUILD_WORKER:-0}" = 1 ] || ! docker image inspect trainforge/worker:0.1.0 >/dev/null 2>&1; then
-    "$HACK_DIR/build-images.sh" worker
-  else
-    log "reusing trainforge/worker:0.1.0 (REBUILD_WORKER=1 rebuilds it from training_image/)"
-  fi
+  # Always rebuilt so the cluster runs the current runtime code: the ~3 GB dependency layer is
+  # cached (training_image/Dockerfile installs wheels before copying the code), so a code change
+  # costs seconds here and a small layer push below.
+  "$HACK_DIR/build-images.sh" worker
 fi
 done_step
 

@@ -113,6 +113,8 @@ def test_deployment_probes_ports_env_and_volumes(default_docs: list[dict[str, An
     cm = next(d for d in of_kind(default_docs, "ConfigMap") if d["metadata"]["name"] == config_cm)
     assert "config.yaml" in cm["data"]
     assert pod["serviceAccountName"] == one(default_docs, "ServiceAccount")["metadata"]["name"]
+    # Service links would inject TRAINFORGE_METRICS_PORT=tcp://... and break the settings parse.
+    assert pod["enableServiceLinks"] is False
 
 
 def test_config_matches_the_operator_settings_model(default_docs: list[dict[str, Any]]) -> None:
