@@ -13,9 +13,8 @@ from pathlib import Path
 
 from runtime_helpers import SCRIPTS, free_port_range, launcher_env, make_context, run_launcher
 
-EXPECTED_GAUGES = [
+EXPECTED_GAUGES = [  # the series hold_trainer sets
     "trainforge_train_step",
-    "trainforge_train_epoch",
     "trainforge_train_loss",
     "trainforge_val_loss",
     "trainforge_train_accuracy",
@@ -23,10 +22,14 @@ EXPECTED_GAUGES = [
     "trainforge_learning_rate",
     "trainforge_grad_norm",
     "trainforge_samples_per_second",
+    "trainforge_total_steps",
+]
+# never set by hold_trainer on CPU: no series at all (a 0 would read as a real value)
+UNSET_GAUGES = [
+    "trainforge_train_epoch",
     "trainforge_tokens_per_second",
     "trainforge_gpu_utilization_ratio",
     "trainforge_gpu_memory_used_bytes",
-    "trainforge_total_steps",
 ]
 
 
@@ -86,6 +89,8 @@ def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
             want = {"job": "metrics-ddp", "namespace": "test", "rank": str(rank)}
             for name in EXPECTED_GAUGES:
                 assert samples.get((name, labels_key(want))) is not None, f"{name} on rank {rank}"
+            for name in UNSET_GAUGES:
+                assert (name, labels_key(want)) not in samples, f"{name} exported before set"
             assert samples[("trainforge_train_step", labels_key(want))] == 5.0
             assert samples[("trainforge_grad_norm", labels_key(want))] > 0
             for phase in ("data_wait", "compute", "total"):

@@ -122,6 +122,7 @@ def train(ctx: RuntimeContext) -> Result:
                 accuracy=acc,
                 epoch=epoch,
                 grad_norm=ctx.grad_norm(model),
+                lr=opt.param_groups[0]["lr"],
             )
         ctx.set_phase("evaluating")
         val_loss, val_pred = evaluate(model, val_set, ctx.device)
