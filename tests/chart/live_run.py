@@ -66,8 +66,12 @@ def live_training_run(
     epochs: int = 8,
     timeout_s: float = 900,
     extra_jobs: Mapping[str, Sequence[str]] | None = None,
+    min_window_s: float = 0.0,
 ) -> Iterator[LiveRun]:
-    """Start Prometheus, run the job to completion, yield; Prometheus stops on exit."""
+    """Start Prometheus, run the job to completion, yield; Prometheus stops on exit.
+
+    `min_window_s` keeps scraping at least that long after the start, so activity of the extra
+    jobs (the live operator's scenario) lands in the window even when training is quick."""
     manifest = short_manifest(epochs)
     spec = manifest["spec"]
     ranks = spec["parallelism"]["nodes"] * spec["parallelism"]["procsPerNode"]
@@ -85,6 +89,7 @@ def live_training_run(
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=workdir
         )
+        time.sleep(max(0.0, start + min_window_s - time.time()))
         # Two more scrapes so the last values land before the window closes.
         time.sleep(2.5)
         end = time.time()

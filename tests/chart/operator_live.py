@@ -141,7 +141,12 @@ def _metrics_up(port: int) -> bool:
         return False
 
 
-def _submit(cp: Any, say: Callable[[str], None], spacing_s: float = 8.0) -> None:
+SUBMIT_SPACING_S = 8.0
+# How long the whole scenario takes to submit: the training run's Prometheus window must cover it.
+SCENARIO_SECONDS = len(SCENARIO) * SUBMIT_SPACING_S
+
+
+def _submit(cp: Any, say: Callable[[str], None], spacing_s: float = SUBMIT_SPACING_S) -> None:
     for manifest in SCENARIO:
         try:
             cp.apply(manifest)

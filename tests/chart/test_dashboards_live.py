@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 from dashboard_queries import Query, expand, load_dashboards, queries, source
 from live_run import LiveRun, live_training_run, operator_target
-from operator_live import control_plane_missing, live_operator
+from operator_live import SCENARIO_SECONDS, control_plane_missing, live_operator
 from promfixture import has_finite_value
 
 
@@ -84,7 +84,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             if not why:
                 target = stack.enter_context(live_operator(workdir / "operator"))
         extra = {"trainforge-operator": [target]} if target else None
-        run = stack.enter_context(live_training_run(workdir / "training", extra_jobs=extra))
+        window = SCENARIO_SECONDS + 10 if target else 0.0
+        run = stack.enter_context(
+            live_training_run(workdir / "training", extra_jobs=extra, min_window_s=window)
+        )
         assert run.exit_code == 0, run.log[-3000:]
         yield Live(run, target, why)
 
