@@ -12,6 +12,7 @@ from trainforge_runtime.artifacts import (
     ArtifactUploadError,
     build_model_bundle,
     dataset_fingerprint,
+    open_fs,
     upload_artifacts,
     verify_upload,
     write_metadata,
@@ -89,3 +90,20 @@ def test_unwritable_destination_fails_clearly_without_manifest(tmp_path: Path) -
 def test_missing_source_dir(tmp_path: Path) -> None:
     with pytest.raises(ArtifactUploadError, match="does not exist"):
         upload_artifacts(tmp_path / "nope", str(tmp_path / "dest"))
+
+
+@pytest.mark.parametrize(
+    ("uri", "protocol", "path"),
+    [
+        ("s3://models/run-1", "s3", "models/run-1"),
+        ("gs://models/run-1/", "gs", "models/run-1"),
+        ("file:///tmp/tf-artifacts/run-1", "file", "/tmp/tf-artifacts/run-1"),
+        ("/mnt/pvc/run-1", "file", "/mnt/pvc/run-1"),  # a PVC mounted into the pod
+    ],
+)
+def test_every_supported_target_resolves_through_fsspec(uri: str, protocol: str, path: str) -> None:
+    """s3, gs, file and PVC paths all get an fsspec filesystem (no network: nothing is listed)."""
+    fs, inner = open_fs(uri, endpoint="http://127.0.0.1:9")
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    assert protocol in protocols
+    assert inner == path
