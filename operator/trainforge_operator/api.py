@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from trainforge_runtime.contract import HealthRuleName
 
 GROUP = "trainforge.io"
 VERSION = "v1alpha1"
@@ -198,17 +199,6 @@ class Metrics(_Model):
 
     enabled: bool = True
     port: int = Field(9400, ge=1024, le=65535, description="Metrics and progress port.")
-
-
-HealthRuleName = Literal[
-    "nan_loss",
-    "exploding_gradients",
-    "vanishing_gradients",
-    "loss_not_decreasing",
-    "overfitting",
-    "low_gpu_utilization",
-    "dataloader_bound",
-]
 
 
 class HealthRule(_Model):

@@ -91,16 +91,20 @@ class MetricsContext(_Model):
     port: int = 9400  # /metrics on every worker; /progress JSON on rank 0
 
 
+# The rules the runtime implements (health.py); the CRD's enum is generated from this list.
+HealthRuleName = Literal[
+    "nan_loss",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "loss_not_decreasing",
+    "overfitting",
+    "low_gpu_utilization",
+    "dataloader_bound",
+]
+
+
 class HealthRule(_Model):
-    rule: Literal[
-        "nan_loss",
-        "exploding_gradients",
-        "vanishing_gradients",
-        "loss_not_decreasing",
-        "overfitting",
-        "low_gpu_utilization",
-        "dataloader_bound",
-    ]
+    rule: HealthRuleName
     action: Literal["warn", "stop"] = "warn"
     params: dict[str, float] = Field(default_factory=dict)
 
