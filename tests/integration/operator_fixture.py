@@ -208,3 +208,12 @@ class Cluster:
             self.ns, field_selector=f"involvedObject.name={name},involvedObject.kind=TrainingJob"
         ).items
         return [(e.reason, e.message) for e in items]
+
+    def event_reasons(self, name: str, *expected: str, timeout: float = 30) -> list[str]:
+        """The job's Event reasons once all `expected` are among them: Events follow the status
+        write (by design), so a test that saw the new status may still be ahead of them."""
+        return wait_for(
+            f"events {expected} on {name}",
+            lambda: r if set(expected) <= set(r := [x for x, _ in self.events(name)]) else None,
+            timeout,
+        )
