@@ -49,36 +49,21 @@ def set_condition(
 ) -> list[Condition]:
     """Upsert a condition; lastTransitionTime changes only when the status flips."""
     value = "True" if status else "False"
-    out: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type_:
-            out.append(c)
-            continue
-        found = True
-        changed = c.status != value
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=iso(now) if changed else c.last_transition_time,
-                observed_generation=generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=iso(now),
-                observed_generation=generation,
-            )
-        )
-    return out
+    previous = next((c for c in conditions if c.type == type_), None)
+    since: str | None = iso(now)
+    if previous is not None and previous.status == value:
+        since = previous.last_transition_time
+    updated = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if c.type == type_ else c for c in conditions]
 
 
 def condition_true(conditions: list[Condition], type_: str) -> bool:
