@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY ?= $(CURDIR)/.venv/bin/python
 VENV_STAMP := .venv/.installed
+CACHE_DIR ?= $(or $(TRAINFORGE_CACHE),$(HOME)/.cache/trainforge)
+PREFETCH_LOG := $(CACHE_DIR)/build-tools.out
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 help: ## list targets
@@ -39,6 +41,11 @@ test-integration: venv ## operator against a real control plane with kwok GPU no
 test-e2e: venv ## kind cluster, helm-installed operator, MinIO, Prometheus, real DDP
 	$(PY) -m pytest tests/e2e -q
 
+prefetch: ## start building every Go tool and image in the background (tiers wait for theirs)
+	@mkdir -p $(CACHE_DIR)
+	@nohup hack/build-tools.sh --images >$(PREFETCH_LOG) 2>&1 </dev/null &
+	@echo "building tools and images in the background; progress: tail -f $(PREFETCH_LOG)"
+
 lint-chart: venv ## helm lint, render + schema-validate every scenario, promtool, chart tests
 	hack/lint-chart.sh
 
@@ -48,7 +55,8 @@ test-dashboards: venv ## every dashboard query against a real Prometheus, local 
 dashboards: venv ## render the Grafana dashboards to docs/dashboards/*.png
 	$(PY) hack/render_dashboards.py
 
-test: lint verify lint-chart test-unit test-runtime test-integration test-dashboards ## every test tier that has joined CI
+# prefetch first: on a cold machine the Go and image builds then overlap the Python tiers.
+test: prefetch lint verify test-unit lint-chart test-runtime test-integration test-dashboards test-e2e ## every test tier
 
 demo: venv ## the main job end to end on a local kind cluster
 	hack/demo.sh
@@ -60,4 +68,7 @@ bench: venv ## benchmarks; results go to bench/results/
 	$(PY) -m bench.runtime_overhead
 	$(PY) -m bench.control_plane
 
-.PHONY: lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
+tools: ## build every Go tool and image now, with timings
+	hack/build-tools.sh --images
+
+.PHONY: prefetch tools lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench

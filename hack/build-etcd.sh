@@ -4,6 +4,7 @@
 # Output: $CACHE_DIR/etcd-$ETCD_VERSION/bin/etcd
 source "$(dirname "$0")/lib.sh"
 OUT="$CACHE_DIR/etcd-$ETCD_VERSION"
+build_lock "$OUT"
 if stamp_ok "$OUT"; then log "etcd $ETCD_VERSION cached at $OUT/bin"; exit 0; fi
 go_env
 WORK="$CACHE_DIR/build/etcd-$ETCD_VERSION"

@@ -4,6 +4,7 @@
 # `HELM=$(hack/build-helm.sh)`.
 source "$(dirname "$0")/lib.sh"
 OUT="$CACHE_DIR/helm-$HELM_VERSION"
+build_lock "$OUT"
 if stamp_ok "$OUT"; then
   log "helm $HELM_VERSION cached at $OUT/bin"
   echo "$OUT/bin/helm"

@@ -13,6 +13,7 @@ WHEELS="$CACHE_DIR/wheels/worker"
 PY="${PY:-$REPO_ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(operator worker)
+build_lock "$CACHE_DIR/images/trainforge-images"  # hack/build-tools.sh --images may be at it too
 
 "$HACK_DIR/docker.sh"
 BASE_IMAGE=$("$HACK_DIR/build-base-image.sh")

@@ -6,6 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 OUT="$CACHE_DIR/k8s-$K8S_VERSION"
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl)
+build_lock "$OUT"
 if stamp_ok "$OUT"; then log "k8s $K8S_VERSION cached at $OUT/bin"; exit 0; fi
 go_env
 WORK="$CACHE_DIR/build/k8s-$K8S_VERSION"

@@ -4,6 +4,7 @@
 # Output: $CACHE_DIR/kind-tools-$KIND_VERSION/bin/{kind,crictl,coredns,pause}
 source "$(dirname "$0")/lib.sh"
 OUT="$CACHE_DIR/kind-tools-$KIND_VERSION"
+build_lock "$OUT"
 if stamp_ok "$OUT"; then log "kind tools cached at $OUT/bin"; exit 0; fi
 go_env
 mkdir -p "$OUT/bin"

@@ -3,6 +3,7 @@
 # Output: $CACHE_DIR/kwok-$KWOK_VERSION/bin/{kwok,kwokctl}
 source "$(dirname "$0")/lib.sh"
 OUT="$CACHE_DIR/kwok-$KWOK_VERSION"
+build_lock "$OUT"
 if stamp_ok "$OUT"; then log "kwok $KWOK_VERSION cached at $OUT/bin"; exit 0; fi
 go_env
 mkdir -p "$OUT/bin"

@@ -12,6 +12,7 @@ MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 OUT_DIR="$CACHE_DIR/minio-$MINIO_VERSION"
 BIN="$OUT_DIR/bin/minio"
 
+build_lock "$OUT_DIR"
 if stamp_ok "$OUT_DIR" && [ -x "$BIN" ]; then
   log "minio $MINIO_VERSION already built: $BIN"
   echo "$BIN"

@@ -15,6 +15,7 @@ IMG_DIR="$CACHE_DIR/images"
 NODE_PKGS=systemd,systemd-sysv,dbus,containerd,runc,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,jq,procps,conntrack,containernetworking-plugins,e2fsprogs
 MINI_PKGS=iptables,nftables,conntrack,iproute2,kmod
 
+build_lock "$CACHE_DIR/images/node-image"  # hack/build-tools.sh --images may be at it too
 if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 && [ "${FORCE:-0}" != 1 ] && [ -z "${1:-}" ]; then
   log "$NODE_IMAGE present (FORCE=1 rebuilds)"; exit 0
 fi

@@ -6,6 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 REGISTRY_VERSION="${REGISTRY_VERSION:-v3.1.2}"
 OUT="$CACHE_DIR/registry-$REGISTRY_VERSION"
+build_lock "$OUT"
 if stamp_ok "$OUT"; then log "registry $REGISTRY_VERSION cached at $OUT/bin"; echo "$OUT/bin/registry"; exit 0; fi
 go_env
 mkdir -p "$OUT/bin"

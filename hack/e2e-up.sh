@@ -141,8 +141,12 @@ if [ "$INSTALL_OPERATOR" = 1 ]; then
   docker exec trainforge-registry registry garbage-collect --delete-untagged \
     /etc/distribution/config.yml >/dev/null 2>&1 || true
   "$KIND" load docker-image --name "$CLUSTER" --nodes "$CLUSTER-control-plane" trainforge/operator:0.1.0 >&2
+  # The tag stays 0.1.0, so the image ID in a pod annotation is what rolls the operator when
+  # its code changed (and only then).
+  operator_id=$(docker image inspect -f '{{.Id}}' trainforge/operator:0.1.0 | cut -c8-19)
   "$HELM" upgrade --install trainforge "$REPO_ROOT/charts/trainforge" -n trainforge-system \
-    -f "$HACK_DIR/kind/values-e2e.yaml" --skip-crds --wait --timeout 5m >&2  # CRD is templated
+    -f "$HACK_DIR/kind/values-e2e.yaml" --set-string "podAnnotations.trainforge\.io/image-id=$operator_id" \
+    --skip-crds --wait --timeout 5m >&2  # CRD is templated
   done_step
 fi
 cat > "$E2E_DIR/endpoints.env" <<ENV

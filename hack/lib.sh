@@ -25,7 +25,12 @@ stamp_ok() { [ -f "$1/.done" ]; }
 stamp_write() { date -u +%FT%TZ > "$1/.done"; }
 
 # Go builds use all cores but stay polite to interactive work.
+# GOGC=400: the compiler spends less time collecting garbage (memory is plentiful, cores are not).
 go_env() {
-  export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
+  export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" GOGC="${GOGC:-400}"
   export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 }
+
+# build_lock DIR: serialise builds of one output (hack/build-tools.sh may be building it in the
+# background while a test tier asks for it); the caller re-checks its stamp after the lock.
+build_lock() { mkdir -p "$(dirname "$1")"; exec 9>"$1.lock"; flock 9; }

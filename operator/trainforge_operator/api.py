@@ -178,7 +178,12 @@ class Checkpoint(_Model):
 class Artifacts(_Model):
     """Where the final model and results are uploaded."""
 
-    uri: str | None = Field(None, max_length=2048, description="Destination URI.")
+    uri: str | None = Field(
+        None,
+        max_length=2048,
+        description="Destination prefix (s3://, gs://, file:// or a path); each job's artifacts "
+        "go under <uri>/<namespace>/<name>/.",
+    )
     s3_endpoint: str | None = Field(None, max_length=2048, description="S3-compatible endpoint.")
     credentials_secret: SecretRef | None = Field(None, description="S3 credentials Secret.")
 

@@ -15,9 +15,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import heapq
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -56,6 +58,49 @@ class _Loop:
     body_at: float = 0.0  # ... and when (monotonic)
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
+    events: asyncio.Task[None] | None = None  # Events of earlier passes still being posted
+
+
+class PriorityGate:
+    """At most `limit` holders; waiters are admitted lowest priority first, then in arrival order.
+
+    New jobs (priority 0) go before passes over jobs that already have their pods (priority 1),
+    so a burst of submissions gets every gang created before status-only passes use the API.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: int) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # admitted and cancelled in the same tick: pass the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self.free += 1
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: int) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class Controller:
@@ -76,9 +121,11 @@ class Controller:
         self.executor = ThreadPoolExecutor(
             max_workers=config.api_concurrency, thread_name_prefix="kube-api"
         )
-        # At most this many passes at once, admitted in arrival order: a burst of jobs is then
-        # worked through job by job instead of every job advancing one API call per round.
-        self.passes = asyncio.Semaphore(config.api_concurrency)
+        # At most this many passes at once, new jobs first, then in arrival order: a burst of
+        # jobs is worked through job by job instead of every job advancing one call per round.
+        self.passes = PriorityGate(config.api_concurrency)
+        # Events are posted off the pass, a few at a time, so they never hold up pod creation.
+        self.event_posts = asyncio.Semaphore(max(1, config.api_concurrency // 4))
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -87,15 +134,24 @@ class Controller:
 
     # --- wiring from kopf -----------------------------------------------------------------------
 
-    def notify(self, namespace: str, name: str, resource_version: str | None = None) -> None:
+    def notify(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str | None = None,
+        body: Obj | None = None,
+    ) -> None:
         """Something about this job changed: make sure its loop runs and wake it now.
 
-        The watch echo of our own status write (same resourceVersion) is not a change.
+        `body` is the job as the watch delivered it; the pass uses it instead of a GET. The watch
+        echo of our own status write (same resourceVersion) is not a change.
         """
         key = (namespace, name)
         loop = self.loops.get(key)
         if loop is not None and resource_version:
             loop.seen_version = resource_version
+        if loop is not None and body is not None and resource_version != loop.own_version:
+            self._remember(loop, body)
         if (
             loop is not None
             and resource_version
@@ -106,6 +162,8 @@ class Controller:
             return
         if loop is None:
             loop = _Loop(wake=asyncio.Event(), seen_version=resource_version or "")
+            if body is not None:
+                self._remember(loop, body)
             self.loops[key] = loop
         if loop.task is None or loop.task.done():
             loop.task = asyncio.create_task(self._run(key, loop), name=f"reconcile {key}")
@@ -122,7 +180,7 @@ class Controller:
             metrics.JOB_RESTARTS.remove(namespace, name)
 
     async def stop(self) -> None:
-        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
+        tasks = [t for lp in self.loops.values() for t in (lp.task, lp.events) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -135,7 +193,8 @@ class Controller:
         backoff = 1.0
         while True:
             try:
-                async with self.passes:
+                new_job = loop.body is None or _never_reconciled(loop.body)
+                async with self.passes.slot(0 if new_job else 1):
                     loop.wake.clear()  # wake-ups while queued are covered by this pass
                     requeue = await self.reconcile(key, loop)
                 backoff = 1.0
@@ -263,6 +322,9 @@ class Controller:
                 time.monotonic(),
             )
         if plan.delete_pods:
+            log.info(
+                "deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"]
+            )
             await asyncio.gather(
                 *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
             )
@@ -278,12 +340,26 @@ class Controller:
             if loop is not None:
                 loop.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
                 self._remember(loop, stored)
-        now = self.clock()
-        await asyncio.gather(*(self._call(self.api.post_event, body, e, now) for e in plan.events))
+        if plan.events:
+            posting = self._post_events(body, plan, loop.events if loop else None)
+            if loop is None:
+                await posting
+            else:
+                loop.events = asyncio.create_task(posting, name=f"events {meta['name']}")
         if plan.delete_job:
             log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", namespace, meta["name"])
             await self._call(self.api.delete_job, namespace, meta["name"])
         return True
+
+    async def _post_events(self, body: Obj, plan: Plan, earlier: asyncio.Task[None] | None) -> None:
+        """Post a pass's Events after the earlier passes' ones (per-job order is kept)."""
+        now = self.clock()
+        if earlier is not None and not earlier.done():
+            with contextlib.suppress(Exception):
+                await earlier
+        for event in plan.events:
+            async with self.event_posts:  # post_event logs failures, never raises
+                await self._call(self.api.post_event, body, event, now)
 
     def _record(self, key: Key, body: Obj, plan: Plan) -> None:
         """Counters on transitions (the plan only flags a transition once) and the job table."""

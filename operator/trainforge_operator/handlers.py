@@ -78,8 +78,9 @@ async def trainingjob_event(
     if event.get("type") == "DELETED":
         controller.forget(namespace, name)
     else:
-        version = (event.get("object") or {}).get("metadata", {}).get("resourceVersion")
-        controller.notify(namespace, name, version)
+        body = event.get("object") or {}
+        version = body.get("metadata", {}).get("resourceVersion")
+        controller.notify(namespace, name, version, dict(body) if body else None)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED: MANAGED_BY, LABEL_JOB: kopf.PRESENT})

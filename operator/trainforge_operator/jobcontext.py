@@ -82,7 +82,10 @@ def job_context_from_spec(
             "masterPort": MASTER_PORT,
         },
         "checkpoint": spec.checkpoint.model_dump(by_alias=True),
-        "artifacts": spec.artifacts.model_dump(by_alias=True),
+        "artifacts": {
+            **spec.artifacts.model_dump(by_alias=True),
+            "uri": job_artifacts_uri(spec.artifacts.uri, namespace, name),
+        },
         "profiling": spec.profiling.model_dump(by_alias=True),
         "metrics": spec.metrics.model_dump(by_alias=True),
         "health": [r.model_dump(by_alias=True) for r in spec.health.rules],
@@ -90,6 +93,14 @@ def job_context_from_spec(
         "tracking": spec.tracking.model_dump(by_alias=True),
     }
     return JobContext.model_validate(ctx)
+
+
+def job_artifacts_uri(base: str | None, namespace: str, name: str) -> str | None:
+    """Where this job's artifacts go: `<base>/<namespace>/<name>/`, so jobs that share one
+    bucket prefix (the usual setup) never overwrite each other's models."""
+    if not base:
+        return base
+    return f"{base.rstrip('/')}/{namespace}/{name}/"
 
 
 def job_context_from_manifest(

@@ -17,6 +17,7 @@ Obj = dict[str, Any]
 FailureClass = Literal["retryable", "permanent"]
 
 RETRYABLE_RUNTIME_CODE = 75
+PEER_FAILURE = "PeerFailure"  # the runtime's exitReason for a rank whose peer died first
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "Preempted", "NodeLost", "Shutdown"})
 
 
@@ -32,6 +33,9 @@ class PodFailure:
     message: str
     finished_at: str
     disrupted: bool
+    # The runtime said this rank failed only because a peer went away (exitReason PeerFailure):
+    # fallout, not a cause, unless nothing else failed.
+    peer_fallout: bool = False
 
     def describe(self) -> str:
         """Human sentence naming the pod, container and exit code or signal."""
@@ -96,6 +100,7 @@ def pod_failure(pod: Obj) -> PodFailure | None:
         )
     code = term.get("exitCode")
     signal = term.get("signal")
+    reported = _json_object(term.get("message"))
     if signal is None and isinstance(code, int) and code > 128:
         signal = code - 128
     return PodFailure(
@@ -107,6 +112,7 @@ def pod_failure(pod: Obj) -> PodFailure | None:
         message=_short_message(term.get("message") or status.get("message") or ""),
         finished_at=term.get("finishedAt") or "",
         disrupted=disrupted,
+        peer_fallout=reported.get("exitReason") == PEER_FAILURE,
     )
 
 
@@ -141,8 +147,9 @@ def classify(failure: PodFailure, policy: RunPolicy) -> FailureClass:
 
 
 def root_cause(failures: list[PodFailure]) -> PodFailure:
-    """The failed container that terminated first (ties: lowest pod name)."""
-    return min(failures, key=lambda f: (f.finished_at or "9999", f.pod))
+    """The failed container that terminated first (ties: lowest pod name), looking past ranks
+    that only fell over because a peer went away."""
+    return min(failures, key=lambda f: (f.peer_fallout, f.finished_at or "9999", f.pod))
 
 
 def backoff_seconds(restarts: int, policy: RunPolicy) -> float:
@@ -157,8 +164,13 @@ def termination_summary(pod: Obj) -> Obj | None:
     term = terminated_state(pod)
     if not term or not term.get("message"):
         return None
+    return _json_object(term["message"]) or None
+
+
+def _json_object(text: Any) -> Obj:
+    """A JSON object from a termination message, or {} for anything else (plain text too)."""
     try:
-        data = json.loads(term["message"])
-    except (ValueError, TypeError):
-        return None
-    return data if isinstance(data, dict) else None
+        data = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

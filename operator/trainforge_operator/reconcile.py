@@ -49,6 +49,9 @@ EventType = Literal["Normal", "Warning"]
 
 RUNNING_REQUEUE = 5.0
 PENDING_REQUEUE = 2.0
+# How long a failure that is only fallout of a peer's death waits for that peer's own status
+# (kubelets report on their own schedule), so the job is blamed on the rank that really failed.
+PEER_FALLOUT_GRACE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -395,6 +398,8 @@ class _Reconciler:
         if not failures:
             return self._lost_member(spec, current)
         cause = root_cause(failures)
+        if cause.peer_fallout and self._awaiting_culprit(cause, current):
+            return True
         if classify(cause, spec.run_policy) == "permanent":
             self.absorb_summary(current)
             self.fail(
@@ -405,6 +410,19 @@ class _Reconciler:
             )
         else:
             self.restart(spec, cause, "WorkerFailed")
+        return True
+
+    def _awaiting_culprit(self, fallout: PodFailure, current: list[Obj]) -> bool:
+        """Only victims of a peer's death failed so far while other workers still look alive:
+        wait (briefly) for the culprit's status before deciding."""
+        alive = [p for p in current if pod_failure(p) is None and _pod_phase(p) != "Succeeded"]
+        finished = parse_time(fallout.finished_at)
+        if not alive or finished is None:
+            return False
+        waited = (self.now - finished).total_seconds()
+        if waited >= PEER_FALLOUT_GRACE_S:
+            return False
+        self._requeue(PEER_FALLOUT_GRACE_S - waited)
         return True
 
     def _lost_member(self, spec: TrainingJobSpec, current: list[Obj]) -> bool:

@@ -1,9 +1,10 @@
 """Run a real local-mode TrainingJob while a real Prometheus scrapes its workers.
 
 Used by tests/chart/test_dashboards_live.py and hack/render_dashboards.py: both need Prometheus
-data from an actual run. The job is examples/digits-ddp.yaml, shortened, with checkpoints every
-few steps and one deliberately sensitive health rule (action: warn) so every Training panel has
-something real to show.
+data from an actual run. The main job is examples/digits-ddp.yaml, shortened, with checkpoints
+every few steps and one deliberately sensitive health rule (action: warn) so every Training panel
+has something real to show. Language-model panels (tokens/s) come from a short run of
+examples/gpt-fsdp.yaml, since a classifier has no tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from promfixture import Prometheus, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "digits-ddp.yaml"
+LM_EXAMPLE = REPO / "examples" / "gpt-fsdp.yaml"
 OPERATOR_TARGET_ENV = "TRAINFORGE_OPERATOR_METRICS"  # host:port of a running operator's /metrics
 
 
@@ -56,6 +58,14 @@ def short_manifest(epochs: int) -> dict[str, Any]:
     return manifest
 
 
+def language_model_manifest(steps: int = 30) -> dict[str, Any]:
+    """examples/gpt-fsdp.yaml (FSDP over 2 nodes, gloo on CPU), cut to `steps`."""
+    manifest = yaml.safe_load(LM_EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = "ml-demo"
+    manifest["spec"]["hyperparameters"].update(steps=steps, eval_every=10)
+    return manifest
+
+
 def _trainforge_cmd() -> list[str]:
     return [sys.executable, "-m", "trainforge_runtime.cli"]
 
@@ -67,12 +77,14 @@ def live_training_run(
     timeout_s: float = 900,
     extra_jobs: Mapping[str, Sequence[str]] | None = None,
     min_window_s: float = 0.0,
+    manifest: dict[str, Any] | None = None,
 ) -> Iterator[LiveRun]:
     """Start Prometheus, run the job to completion, yield; Prometheus stops on exit.
 
-    `min_window_s` keeps scraping at least that long after the start, so activity of the extra
-    jobs (the live operator's scenario) lands in the window even when training is quick."""
-    manifest = short_manifest(epochs)
+    The job is the shortened digits example unless `manifest` names another. `min_window_s`
+    keeps scraping at least that long after the start, so activity of the extra jobs (the live
+    operator's scenario) lands in the window even when training is quick."""
+    manifest = manifest or short_manifest(epochs)
     spec = manifest["spec"]
     ranks = spec["parallelism"]["nodes"] * spec["parallelism"]["procsPerNode"]
     base = free_ports(ranks)

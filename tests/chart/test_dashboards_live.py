@@ -2,7 +2,8 @@
 
 Training panels: a local-mode digits job (`trainforge run ... --local`) scraped by Debian's
 Prometheus; every worker-side query is evaluated over the run's window through the HTTP API and
-must return at least one real (non-NaN) sample. Operator panels: the same, against the real
+must return at least one real (non-NaN) sample. Language-model panels (tokens/s) are checked the
+same way against a short local gpt-fsdp run. Operator panels: the same, against the real
 operator running on the control-plane tier (tests/chart/operator_live.py) with a small mix of
 TrainingJobs, or against TRAINFORGE_OPERATOR_METRICS=host:port when that names a running
 operator. The operator needs an API server: without the tier's binaries those tests fail with the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 from dashboard_queries import Query, expand, load_dashboards, queries, source
-from live_run import LiveRun, live_training_run, operator_target
+from live_run import LiveRun, language_model_manifest, live_training_run, operator_target
 from operator_live import SCENARIO_SECONDS, control_plane_missing, live_operator
 from promfixture import has_finite_value
 
@@ -58,10 +59,11 @@ GPU_ONLY = {
     "training / GPU utilization per rank / A": "GPU series are exported only where CUDA is present",
     "training / GPU memory used per rank / A": "GPU series are exported only where CUDA is present",
 }
-CPU_RUN_GAPS = {
-    **({} if torch_cuda_available() else GPU_ONLY),
+# Checked against a short gpt run instead of the digits one (a classifier has no tokens).
+LANGUAGE_MODEL_ONLY = {
     "training / Tokens/s / A": "digits is a classifier; tokens/s comes from language-model jobs",
 }
+CPU_RUN_GAPS = {**({} if torch_cuda_available() else GPU_ONLY), **LANGUAGE_MODEL_ONLY}
 
 
 @dataclass
@@ -97,6 +99,15 @@ def run(live: Live) -> LiveRun:
     return live.run
 
 
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRun]:
+    """A short local-mode gpt-fsdp run with its own Prometheus, for language-model panels."""
+    workdir = tmp_path_factory.mktemp("live-lm")
+    with live_training_run(workdir, manifest=language_model_manifest()) as lm:
+        assert lm.exit_code == 0, lm.log[-3000:]
+        yield lm
+
+
 def evaluate(run: LiveRun, query: Query) -> list[str]:
     """Problems with one query over the run's window (empty list: it returned real data)."""
     expr = expand(query.expr, {"namespace": run.namespace, "job": run.job}, RATE_INTERVAL)
@@ -125,6 +136,14 @@ def test_cpu_run_gaps_are_still_empty(run: LiveRun) -> None:
     assert {q.label for q in gaps} == set(CPU_RUN_GAPS)
     filled = [q.label for q in gaps if not evaluate(run, q)]
     assert filled == [], f"these now return data: remove them from CPU_RUN_GAPS: {filled}"
+
+
+def test_language_model_queries_return_data(lm_run: LiveRun) -> None:
+    assert lm_run.job == "gpt-fsdp"
+    checked = [q for q in WORKER_QUERIES if q.label in LANGUAGE_MODEL_ONLY]
+    assert {q.label for q in checked} == set(LANGUAGE_MODEL_ONLY)
+    problems = [p for q in checked for p in evaluate(lm_run, q)]
+    assert problems == [], "\n".join(problems)
 
 
 def test_operator_queries_return_data(live: Live) -> None:

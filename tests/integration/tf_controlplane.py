@@ -107,11 +107,13 @@ def find_tools() -> Toolset:
 
 
 def ensure_tools(say: Callable[[str], None] = print) -> Toolset:
-    """Build whatever is missing by running the hack scripts; raise TierError if that fails."""
+    """Run every tool's build script (a no-op once cached; it waits while `make prefetch` is
+    building that tool in the background); raise TierError if one fails."""
     tools = find_tools()
-    scripts = list(dict.fromkeys(t.script for t in tools.missing()))
-    for script in scripts:
-        say(f"[control-plane] building missing tools: {script} (cached afterwards)")
+    missing = {t.script for t in tools.missing()}
+    for script in dict.fromkeys(t.script for t in tools.all()):
+        if script in missing:
+            say(f"[control-plane] building missing tools: {script} (cached afterwards)")
         started = time.monotonic()
         proc = subprocess.run(["nice", "-n", "10", str(REPO_ROOT / script)], check=False)
         if proc.returncode != 0:
@@ -119,7 +121,8 @@ def ensure_tools(say: Callable[[str], None] = print) -> Toolset:
                 f"{script} failed (exit {proc.returncode}). Run `{script}` by hand, fix what it "
                 "reports, then re-run the tests."
             )
-        say(f"[control-plane] {script} done in {time.monotonic() - started:.0f}s")
+        if time.monotonic() - started > 1:
+            say(f"[control-plane] {script} done in {time.monotonic() - started:.0f}s")
     still = find_tools().missing()
     if still:
         names = ", ".join(f"{t.name} ({t.path})" for t in still)

@@ -16,7 +16,14 @@ def test_parse_several_specs_with_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["rank=1", "rank=x,step=1", "rank=1,step=2,foo=3", "rank=1,step=1,code=300"]
+    "bad",
+    [
+        "rank=1",
+        "rank=x,step=1",
+        "rank=1,step=2,foo=3",
+        "rank=1,step=1,code=300",
+        "rank=0,step=1,pause=-1",
+    ],
 )
 def test_parse_rejects_bad_specs(bad: str) -> None:
     with pytest.raises(ValueError, match="TRAINFORGE_FAULT"):
@@ -45,3 +52,21 @@ def test_matching_process_exits_with_the_code() -> None:
     )
     assert done.returncode == 137
     assert done.stdout.split() == ["step", "0", "step", "1", "step", "2"]
+
+
+def test_pause_stalls_the_matching_step_and_continues() -> None:
+    code = (
+        "import time\n"
+        "from trainforge_runtime.faults import maybe_inject_fault\n"
+        "for step in range(4):\n"
+        "    t = time.monotonic()\n"
+        "    maybe_inject_fault(rank=0, step=step, attempt=0)\n"
+        "    print(step, round(time.monotonic() - t), flush=True)\n"
+    )
+    env = {**os.environ, "TRAINFORGE_FAULT": "rank=0,step=2,pause=2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "0", "1", "0", "2", "2", "3", "0"]
+    assert "pausing 2s" in proc.stderr

@@ -139,3 +139,21 @@ def test_ddp_user_error_exits_1_with_message(tmp_path: Path) -> None:
     assert result.code == 1
     assert result.termination is not None
     assert result.termination["exitCode"] == 1
+
+
+def test_ddp_rank_killed_reports_the_kill_not_its_peers_fallout(tmp_path: Path) -> None:
+    """Rank 1 is SIGKILLed mid-training: rank 0's collective fails with gloo's 'connection
+    closed by peer', which the runtime records as PeerFailure (75, retryable), and the pod's
+    exit code and reason name the kill."""
+    ctx = make_context(
+        "victim",
+        command=["python", "-m", "trainforge_runtime.trainers.digits"],
+        hyperparameters={"epochs": 2, "batch_size": 32},
+    )
+    result = run_launcher(ctx, tmp_path, TRAINFORGE_FAULT="rank=1,step=3,code=137")
+    assert result.code == 137
+    assert result.termination is not None
+    assert result.termination["exitReason"] == "Signal9"
+    rank0 = json.loads((result.run_dir / "summary-rank0.json").read_text())
+    assert rank0["exitReason"] == "PeerFailure", rank0
+    assert "closed by peer" in rank0["message"].lower(), rank0

@@ -46,6 +46,8 @@ def test_context_carries_health_rules_and_secret_reference_only() -> None:
     assert ctx.hyperparameters == {"epochs": 3, "lr": 0.1}
     dumped = json.loads(ctx.to_json())
     assert dumped["artifacts"]["credentialsSecret"]["name"] == "s3-creds"
+    meta = make_job()["metadata"]
+    assert ctx.artifacts.uri == f"s3://b/m/{meta.get('namespace', 'default')}/{meta['name']}/"
     assert "secretAccessKey" not in ctx.to_json().replace("secretAccessKeyKey", "")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from trainforge_operator.api import RunPolicy
 from trainforge_operator.policies import backoff_seconds, classify, pod_failure, root_cause
@@ -63,3 +65,20 @@ def test_runtime_summary_message_is_shortened_to_exit_reason() -> None:
 def test_backoff_doubles_and_caps() -> None:
     policy = RunPolicy(restart_backoff_seconds=10, max_restart_backoff_seconds=35)
     assert [backoff_seconds(n, policy) for n in range(4)] == [10, 20, 35, 35]
+
+
+PEER_FALLOUT = json.dumps({"exitReason": "PeerFailure", "exitCode": 75, "message": "gloo: closed"})
+
+
+def test_root_cause_looks_past_ranks_that_only_lost_their_peer() -> None:
+    victim = pod_failure(
+        make_pod(
+            0, "Failed", exit_code=75, finished_at="2026-01-01T12:00:03Z", message=PEER_FALLOUT
+        )
+    )
+    culprit = pod_failure(make_pod(1, "Failed", exit_code=137, finished_at="2026-01-01T12:00:04Z"))
+    assert victim is not None
+    assert victim.peer_fallout
+    assert culprit is not None
+    assert root_cause([victim, culprit]).pod == "digits-worker-1"
+    assert root_cause([victim]).pod == "digits-worker-0"  # nothing better: the victim it is

@@ -308,3 +308,32 @@ def test_health_stop_reports_findings_from_the_termination_message(
     assert [f.rule for f in plan.status.findings] == ["nan_loss"]
     assert plan.status.last_failure is not None
     assert plan.status.last_failure.message == "health rule nan_loss fired"
+
+
+PEER_FALLOUT = json.dumps({"exitReason": "PeerFailure", "exitCode": 75, "message": "gloo: closed"})
+
+
+def test_a_peers_victim_waits_for_the_culprit_then_blames_it(config: OperatorConfig) -> None:
+    job = make_job({"parallelism": {"nodes": 2}}, status={"phase": "Running"})
+    victim = make_pod(0, "Failed", exit_code=75, message=PEER_FALLOUT)  # finished at T0 + 5 s
+    # The culprit's kubelet has not reported yet: wait instead of blaming rank 0.
+    waiting = run(config, job, [victim, make_pod(1, "Running")], seconds=10)
+    assert waiting.status.phase == "Running"
+    assert waiting.delete_pods == []
+    assert waiting.requeue_after == 15
+    # The culprit's permanent failure arrives: it is the one named, and the job fails.
+    culprit = make_pod(1, "Failed", exit_code=1, finished_at="2026-01-01T12:00:06Z")
+    failed = run(config, job, [victim, culprit], seconds=12)
+    assert failed.status.phase == "Failed"
+    assert failed.status.last_failure is not None
+    assert failed.status.last_failure.pod == "digits-worker-1"
+    assert failed.status.last_failure.exit_code == 1
+
+
+def test_a_peers_victim_alone_restarts_after_the_grace(config: OperatorConfig) -> None:
+    job = make_job({"parallelism": {"nodes": 2}}, status={"phase": "Running"})
+    victim = make_pod(0, "Failed", exit_code=75, message=PEER_FALLOUT)
+    plan = run(config, job, [victim, make_pod(1, "Running")], seconds=30)
+    assert plan.status.phase == "Restarting"  # 75 is retryable; the peer vanished without trace
+    assert plan.status.last_failure is not None
+    assert plan.status.last_failure.pod == "digits-worker-0"

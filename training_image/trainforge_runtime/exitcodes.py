@@ -24,6 +24,25 @@ REASONS: dict[int, str] = {
     TRANSIENT: "Transient",
     SIGTERM_EXIT: "Terminated",
 }
+# exitReason of a rank that failed only because a peer died (exit code TRANSIENT). The operator
+# looks past these to the peer that failed first, so a crash is never blamed on its victims.
+PEER_FAILURE = "PeerFailure"
+# What gloo and NCCL say when the other end of a collective has gone away. gloo raises a plain
+# RuntimeError for these, not torch.distributed.DistBackendError.
+_PEER_FAILURE_MARKERS = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "remote worker crashing",
+    "gloo/transport",
+    "nccl communicator was aborted",
+    "broken pipe",
+)
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """A collective failed because another rank is gone (crashed, killed or preempted)."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in _PEER_FAILURE_MARKERS)
 
 
 class RuntimeExit(Exception):  # noqa: N818 - a control-flow exit, not an error type

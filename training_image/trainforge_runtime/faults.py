@@ -4,6 +4,9 @@
 `rank=1,step=5,attempt=0,code=137`. When the global rank, the step and the gang-restart attempt
 all match, that process exits with `code` right there. Keys: `rank` and `step` are required,
 `attempt` defaults to 0 (so the restarted gang runs clean) and `code` to 137 (as if OOM-killed).
+`pause=N` makes the process stall for N seconds at that step instead of exiting (a straggler or a
+hang: the other ranks wait in their next collective), e.g. to keep a job mid-run while a test
+restarts the operator.
 Deterministic on purpose: a test knows exactly which pod fails, when, and how.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,7 +23,7 @@ from .contract import ENV_FAULT
 
 log = logging.getLogger(__name__)
 
-_KEYS = ("rank", "step", "attempt", "code")
+_KEYS = ("rank", "step", "attempt", "code", "pause")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class FaultSpec:
     step: int
     attempt: int = 0
     code: int = 137
+    pause: int = 0
 
     def matches(self, rank: int, step: int, attempt: int) -> bool:
         return (self.rank, self.step, self.attempt) == (rank, step, attempt)
@@ -53,6 +58,8 @@ def parse_faults(text: str) -> tuple[FaultSpec, ...]:
         missing = [k for k in ("rank", "step") if k not in fields]
         if missing:
             raise ValueError(f"{ENV_FAULT}: {part!r} lacks {', '.join(missing)}")
+        if fields.get("pause", 0) < 0:
+            raise ValueError(f"{ENV_FAULT}: pause must be >= 0 seconds, got {fields['pause']}")
         if not 0 <= fields.get("code", 137) <= 255:
             raise ValueError(f"{ENV_FAULT}: code must be in 0..255, got {fields['code']}")
         specs.append(FaultSpec(**fields))
@@ -73,9 +80,20 @@ def find_fault(rank: int, step: int, attempt: int, env: str | None = None) -> Fa
 
 
 def maybe_inject_fault(rank: int, step: int, attempt: int) -> None:
-    """Exit this process with the configured code if a fault spec matches; else do nothing."""
+    """Stall or exit as the matching fault spec says; do nothing when none matches."""
     spec = find_fault(rank, step, attempt)
     if spec is None:
+        return
+    if spec.pause:
+        log.warning(
+            "fault injection (%s): rank=%d step=%d attempt=%d pausing %ds",
+            ENV_FAULT,
+            rank,
+            step,
+            attempt,
+            spec.pause,
+        )
+        time.sleep(spec.pause)
         return
     log.error(
         "fault injection (%s): rank=%d step=%d attempt=%d exiting with code %d",

@@ -65,13 +65,15 @@ def launch_config(ctx: JobContext, env: NodeEnv, run_id: str) -> Any:
 
 
 def pick_exit_code(failures: dict[int, Any]) -> int:
-    """Root cause among failed local ranks: a permanent code beats fallout (75, signals, 1)."""
+    """Root cause among failed local ranks: a permanent code, then a user error, then a signal
+    or other code; 75 last, because ranks whose peer died exit 75 (fallout, not a cause)."""
     codes = {rank: exitcodes.normalize(int(f.exitcode)) for rank, f in failures.items()}
     for preferred in PERMANENT_FIRST:
         if preferred in codes.values():
             return preferred
     ordered = [codes[r] for r in sorted(codes)]
-    return next((c for c in ordered if c == exitcodes.USER_ERROR), ordered[0] if ordered else 1)
+    causes = [c for c in ordered if c != exitcodes.TRANSIENT]
+    return next((c for c in ordered if c == exitcodes.USER_ERROR), (causes or ordered or [1])[0])
 
 
 def run_agent(ctx: JobContext, env: NodeEnv) -> int:
@@ -135,6 +137,8 @@ def termination_message(summary: dict[str, Any], code: int) -> str:
     }
     if code != 0 and summary.get("exitReason") == "Succeeded":
         msg["exitReason"] = exitcodes.reason_for(code)
+    if summary.get("exitReason") == exitcodes.PEER_FAILURE and code != exitcodes.TRANSIENT:
+        msg["exitReason"] = exitcodes.reason_for(code)  # another local rank was the culprit
     if summary.get("message"):
         msg["message"] = summary["message"]
     for drop in (None, "findings", "message", "metrics", "artifacts"):

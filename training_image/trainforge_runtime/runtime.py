@@ -673,18 +673,28 @@ def run(main: Callable[[], Any]) -> None:
         code = exc.code
         print(f"trainforge: {exc.message}", file=sys.stderr, flush=True)
         _summarize_failure(exitcodes.reason_for(code), exc.message)
-    except (dist.DistBackendError, dist.DistNetworkError, TimeoutError) as exc:
-        code = exitcodes.TRANSIENT
-        print(f"trainforge: transient distributed failure: {exc}", file=sys.stderr, flush=True)
-        _summarize_failure("Transient", str(exc))
     except Exception as exc:
-        code = exitcodes.USER_ERROR
-        logging.getLogger("trainforge").exception("training failed")
-        _summarize_failure("UserError", f"{type(exc).__name__}: {exc}")
+        code = _failure_code(exc)
     sys.stdout.flush()
     sys.stderr.flush()
     if code != exitcodes.SUCCESS:
         os._exit(code)  # skip teardown that could hang on dead peers
+
+
+def _failure_code(exc: Exception) -> int:
+    """Exit code and summary for an exception out of the trainer: a lost peer or a network
+    failure is retryable (75); anything else is the user's error (1)."""
+    if exitcodes.is_peer_failure(exc):
+        print(f"trainforge: a peer rank failed: {exc}", file=sys.stderr, flush=True)
+        _summarize_failure(exitcodes.PEER_FAILURE, str(exc))
+        return exitcodes.TRANSIENT
+    if isinstance(exc, dist.DistBackendError | dist.DistNetworkError | TimeoutError):
+        print(f"trainforge: transient distributed failure: {exc}", file=sys.stderr, flush=True)
+        _summarize_failure("Transient", str(exc))
+        return exitcodes.TRANSIENT
+    logging.getLogger("trainforge").exception("training failed")
+    _summarize_failure("UserError", f"{type(exc).__name__}: {exc}")
+    return exitcodes.USER_ERROR
 
 
 def _summarize_failure(reason: str, message: str) -> None:
