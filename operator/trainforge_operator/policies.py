@@ -117,14 +117,13 @@ def pod_failure(pod: Obj) -> PodFailure | None:
 
 
 def _short_message(message: str) -> str:
-    """The termination message, or its exitReason when it is the runtime's JSON summary."""
-    try:
-        data = json.loads(message)
-    except (ValueError, TypeError):
+    """The termination message; for the runtime's JSON summary, `exitReason: message` (the
+    error itself, e.g. the exception a user's code raised), not the whole JSON document."""
+    data = _json_object(message)
+    if not data.get("exitReason"):
         return message[:512]
-    if isinstance(data, dict) and data.get("exitReason"):
-        return str(data["exitReason"])[:512]
-    return message[:512]
+    detail = str(data.get("message") or "").strip()
+    return (f"{data['exitReason']}: {detail}" if detail else str(data["exitReason"]))[:512]
 
 
 def classify(failure: PodFailure, policy: RunPolicy) -> FailureClass:

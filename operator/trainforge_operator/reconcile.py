@@ -21,6 +21,7 @@ from trainforge_operator.api import (
     Finding,
     LastFailure,
     Phase,
+    Progress,
     TrainingJobSpec,
     TrainingJobStatus,
 )
@@ -32,6 +33,7 @@ from trainforge_operator.policies import (
     classify,
     pod_failure,
     root_cause,
+    terminated_state,
     termination_summary,
 )
 from trainforge_operator.status import (
@@ -199,7 +201,15 @@ class _Reconciler:
         if policy == "All":
             self.delete(self.pods)
         elif policy == "Running":
-            self.delete([p for p in self.pods if _pod_phase(p) not in ("Succeeded", "Failed")])
+            # A pod whose container already exited is finished even while its phase still says
+            # Running (the kubelet reports on its own schedule): keep it, and its logs.
+            self.delete(
+                [
+                    p
+                    for p in self.pods
+                    if _pod_phase(p) not in ("Succeeded", "Failed") and terminated_state(p) is None
+                ]
+            )
 
     def fail(
         self, reason: str, message: str, policy: str, failure: PodFailure | None = None
@@ -481,6 +491,7 @@ class _Reconciler:
             known = {k: arts[k] for k in ("uri", "files", "bytes") if k in arts}
             with contextlib.suppress(ValueError):
                 self.status.artifacts = ArtifactSummary.model_validate(known)
+        self._absorb_final_progress(summary)
         findings = summary.get("findings")
         if isinstance(findings, list) and findings:
             with contextlib.suppress(ValueError):
@@ -491,6 +502,24 @@ class _Reconciler:
                     for f in findings
                     if isinstance(f, dict)
                 ]
+
+    def _absorb_final_progress(self, summary: Obj) -> None:
+        """The last step (and the checkpoint step it resumed from) as rank 0 reported them on
+        exit: the final word, even when the run ended between two progress polls."""
+        step = summary.get("step")
+        if not isinstance(step, int):
+            return
+        progress = self.status.progress or Progress()
+        progress.step = step
+        total = summary.get("totalSteps")
+        if isinstance(total, int) and total > 0:
+            progress.total_steps = total
+            progress.percent = round(min(100.0, 100.0 * step / total), 2)
+        resumed = summary.get("resumedFromStep")
+        if isinstance(resumed, int):
+            progress.resumed_from_step = resumed
+        progress.eta_seconds, progress.eta = None, None
+        self.status.progress = progress
 
     def succeed(self, spec: TrainingJobSpec, current: list[Obj]) -> None:
         self.absorb_summary(current)

@@ -65,6 +65,7 @@ def test_digits_ddp_trains_uploads_and_is_scraped(kind_cluster: KindCluster) -> 
     assert status["phase"] == "Succeeded", json.dumps(status)[:3000]
     assert accuracy_of(status) >= 0.9, status["results"]
     assert status["restarts"] == 0
+    assert status["progress"].get("resumedFromStep") is None  # a fresh run, not a resumed one
 
     uri = status["artifacts"]["uri"]
     assert uri.rstrip("/") == f"s3://{BUCKET}/artifacts/default/{name}", uri

@@ -54,9 +54,13 @@ class KindCluster:
         return self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
     def recreate_job(self, manifest: dict[str, Any]) -> None:
-        """Delete any earlier run of the same name (and its checkpoints' owner), then apply."""
+        """Delete any earlier run of the same name and its checkpoints, then apply: a job that
+        finds checkpoints at its checkpoint.uri resumes from them, by design."""
         name = manifest["metadata"]["name"]
         self.kubectl("delete", "trainingjob", name, "--ignore-not-found", "--wait=true", check=True)
+        checkpoints = (manifest["spec"].get("checkpoint") or {}).get("uri") or ""
+        if checkpoints.startswith("s3://"):
+            self.clear_s3_prefix(checkpoints)
         self.apply(manifest).check_returncode()
 
     def job_status(self, name: str) -> dict[str, Any]:
@@ -87,10 +91,12 @@ class KindCluster:
         return list(items)
 
     def events_for(self, name: str) -> list[str]:
-        """Event reasons about `name`, one entry per occurrence (aggregated repeats expanded)."""
-        items = self.kubectl_json(
-            "get", "events", "--field-selector", f"involvedObject.name={name}"
-        )["items"]
+        """Event reasons about the current TrainingJob `name` (not earlier ones of that name),
+        one entry per occurrence (aggregated repeats expanded)."""
+        uid = self.kubectl_json("get", "trainingjob", name)["metadata"]["uid"]
+        items = self.kubectl_json("get", "events", "--field-selector", f"involvedObject.uid={uid}")[
+            "items"
+        ]
         return [e.get("reason", "") for e in items for _ in range(e.get("count") or 1)]
 
     def operator_pods(self) -> list[dict[str, Any]]:
@@ -112,6 +118,15 @@ class KindCluster:
             aws_access_key_id=self.minio_env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.minio_env["AWS_SECRET_ACCESS_KEY"],
         )
+
+    def clear_s3_prefix(self, uri: str) -> None:
+        """Delete everything under an s3:// prefix (a rerun must not resume an old checkpoint)."""
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        s3 = self.s3()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
 
     def prom_query(self, expr: str) -> list[Any]:
         url = f"{self.prometheus_url}/api/v1/query?query={urllib.parse.quote(expr)}"

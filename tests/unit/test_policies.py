@@ -57,9 +57,15 @@ def test_root_cause_is_the_first_to_terminate() -> None:
     assert root_cause([late, early]).pod == "digits-worker-1"  # type: ignore[list-item]
 
 
-def test_runtime_summary_message_is_shortened_to_exit_reason() -> None:
+def test_runtime_summary_message_is_shortened_to_reason_and_error() -> None:
     pod = make_pod(0, "Failed", exit_code=65, message='{"exitReason": "nan_loss at step 7"}')
     assert pod_failure(pod).message == "nan_loss at step 7"  # type: ignore[union-attr]
+    summary = {"exitReason": "UserError", "exitCode": 1, "metrics": {"loss": 2.3},
+               "message": "ValueError: batch_size 3 is not divisible by world 2"}  # fmt: skip
+    pod = make_pod(0, "Failed", exit_code=1, message=json.dumps(summary))
+    assert pod_failure(pod).message == (  # type: ignore[union-attr]
+        "UserError: ValueError: batch_size 3 is not divisible by world 2"
+    )
 
 
 def test_backoff_doubles_and_caps() -> None:

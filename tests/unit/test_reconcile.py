@@ -71,6 +71,9 @@ def test_running_then_success_with_results(config: OperatorConfig) -> None:
     summary = json.dumps(
         {
             "exitReason": "done",
+            "step": 120,
+            "totalSteps": 120,
+            "resumedFromStep": 50,
             "metrics": {"test_accuracy": 0.97},
             "artifacts": {"uri": "s3://b/m/", "files": 3, "bytes": 1024},
         }
@@ -82,6 +85,9 @@ def test_running_then_success_with_results(config: OperatorConfig) -> None:
     assert done.status.results == {"test_accuracy": 0.97}
     assert done.status.artifacts is not None
     assert done.status.artifacts.files == 3
+    assert done.status.progress is not None  # the final word, though never polled while running
+    assert (done.status.progress.step, done.status.progress.percent) == (120, 100.0)
+    assert done.status.progress.resumed_from_step == 50
     assert done.status.completion_time == "2026-01-01T12:01:00Z"
     assert cond(done, "Succeeded") == "True"
     assert [e.reason for e in done.events] == ["Succeeded"]
@@ -337,3 +343,12 @@ def test_a_peers_victim_alone_restarts_after_the_grace(config: OperatorConfig) -
     assert plan.status.phase == "Restarting"  # 75 is retryable; the peer vanished without trace
     assert plan.status.last_failure is not None
     assert plan.status.last_failure.pod == "digits-worker-0"
+
+
+def test_cleanup_keeps_a_failed_pod_whose_phase_lags(config: OperatorConfig) -> None:
+    """The container exited but the pod still says Running: it is finished, keep its logs."""
+    job = make_job({"parallelism": {"nodes": 3}}, status={"phase": "Running"})
+    pods = [make_pod(0, "Running", exit_code=1), make_pod(1), make_pod(2, "Failed", exit_code=1)]
+    plan = run(config, job, pods)
+    assert plan.status.phase == "Failed"
+    assert plan.delete_pods == ["digits-worker-1"]

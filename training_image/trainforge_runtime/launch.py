@@ -131,6 +131,8 @@ def termination_message(summary: dict[str, Any], code: int) -> str:
         "exitReason": summary.get("exitReason") or exitcodes.reason_for(code),
         "exitCode": code,
         "step": summary.get("step"),
+        "totalSteps": summary.get("totalSteps"),
+        "resumedFromStep": summary.get("resumedFromStep"),
         "metrics": summary.get("metrics", {}),
         "artifacts": summary.get("artifacts"),
         "findings": summary.get("findings", [])[-10:],

@@ -573,6 +573,10 @@ class RuntimeContext:
             "metrics": self.final_metrics or (dict(self.progress.metrics) if self.progress else {}),
             "findings": self.findings,
         }
+        if self.progress is not None:
+            summary["totalSteps"] = self.progress.total_steps
+            if self.progress.resumed_from_step is not None:
+                summary["resumedFromStep"] = self.progress.resumed_from_step
         if artifacts:
             summary["artifacts"] = artifacts
         if message:
