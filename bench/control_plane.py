@@ -135,6 +135,9 @@ class ProcStats:
             return 0.0
 
 
+OPERATOR_MODULE = "trainforge_operator.main"
+
+
 def operator_config(metrics_port: int, health_port: int) -> dict[str, Any]:
     """The tier's pools (from the integration fixture), production resync/progress intervals."""
     pools = tier_operator_config(NAMESPACE).node_pools
@@ -147,6 +150,8 @@ def operator_config(metrics_port: int, health_port: int) -> dict[str, Any]:
         "progressSource": "annotation",  # kwok pod IPs are not reachable
         "logLevel": "INFO",
         "logFormat": "json",
+        # the chart's default unless BENCH_API_CONCURRENCY says otherwise (to compare settings)
+        "apiConcurrency": int(os.environ.get("BENCH_API_CONCURRENCY", "16")),
     }
 
 
@@ -205,7 +210,10 @@ class Tuning:
     def argv(self) -> list[str]:
         if self.threads or self.parallel_creates or self.release_conns:
             return [sys.executable, "-c", TUNED_OPERATOR]
-        return [sys.executable, "-m", "trainforge_operator.main"]
+        profile = os.environ.get("BENCH_OPERATOR_PROFILE")  # a cProfile output path
+        if profile:
+            return [sys.executable, "-m", "cProfile", "-o", profile, "-m", OPERATOR_MODULE]
+        return [sys.executable, "-m", OPERATOR_MODULE]
 
     def env(self) -> dict[str, str]:
         return {
@@ -232,7 +240,8 @@ def start_operator(
     cfg = cp.workdir / "operator-config.yaml"
     cfg.write_text(yaml.safe_dump(operator_config(metrics_port, health_port)))
     log_path = cp.log_path("operator")
-    env = {**cp.env(), "TRAINFORGE_CONFIG": str(cfg), **tuning.env()}
+    # MALLOC_ARENA_MAX as the chart's Deployment sets it (fewer per-thread malloc arenas).
+    env = {**cp.env(), "TRAINFORGE_CONFIG": str(cfg), "MALLOC_ARENA_MAX": "2", **tuning.env()}
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
             tuning.argv(),
