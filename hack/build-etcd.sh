@@ -29,6 +29,6 @@ log "compiling etcd $ETCD_VERSION (cold: ~3-6 min on 2 cores)"
 start=$(date +%s)
 nice -n 10 go build -ldflags "-s -w" -o "$OUT/bin/etcd" go.etcd.io/etcd/server/v3
 log "compiled in $(( $(date +%s) - start ))s"
-"$OUT/bin/etcd" --version | head -1
+"$OUT/bin/etcd" --version | sed -n 1p  # not head: an early close is SIGPIPE under pipefail
 stamp_write "$OUT"
 log "etcd $ETCD_VERSION ready in $OUT/bin"

@@ -56,7 +56,7 @@ MINI_TAR=$(rootfs_tar mini "$MINI_PKGS")
 
 # ---- 1. component images -------------------------------------------------------------------
 mapfile -t KUBEADM_IMAGES < <("$K8S_BIN/kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null)
-img() { printf '%s\n' "${KUBEADM_IMAGES[@]}" | grep -E "/$1:" | head -1; }
+img() { printf '%s\n' "${KUBEADM_IMAGES[@]}" | grep -E "/$1:" | sed -n 1p; }
 PAUSE_IMAGE=$(img pause); ETCD_IMAGE=$(img etcd); COREDNS_IMAGE=$(img coredns)
 [ -n "$PAUSE_IMAGE" ] && [ -n "$ETCD_IMAGE" ] || die "kubeadm config images list failed"
 log "kubeadm images: ${KUBEADM_IMAGES[*]}"

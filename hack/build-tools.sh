@@ -21,15 +21,26 @@ timed() {  # timed NAME SCRIPT: run one build script, record its wall time
 }
 
 IMAGES=0; [ "${1:-}" = "--images" ] && IMAGES=1
+# A failed step does not stop its lane: the tier that needs that tool runs its script again and
+# reports the error itself; the other tools still get built meanwhile.
 lane_kubernetes() {
-  timed kubernetes build-k8s.sh && timed kind-tools build-kind-tools.sh || return 1
-  # The node image also needs etcd (the other lane builds it early; this waits on its lock).
-  [ $IMAGES = 0 ] || { timed etcd build-etcd.sh && timed node-image build-node-image.sh; }
+  local rc=0
+  timed kubernetes build-k8s.sh || rc=1
+  timed kind-tools build-kind-tools.sh || rc=1
+  if [ $IMAGES = 1 ]; then
+    # The node image also needs etcd (the other lane builds it early; this waits on its lock).
+    { timed etcd build-etcd.sh && timed node-image build-node-image.sh; } || rc=1
+  fi
+  return $rc
 }
 lane_rest() {
-  timed helm build-helm.sh && timed minio build-minio.sh && timed etcd build-etcd.sh \
-    && timed kwok build-kwok.sh && timed registry build-registry.sh || return 1
-  [ $IMAGES = 0 ] || timed images build-images.sh
+  local rc=0 step
+  for step in helm:build-helm.sh minio:build-minio.sh etcd:build-etcd.sh kwok:build-kwok.sh \
+    registry:build-registry.sh; do
+    timed "${step%%:*}" "${step#*:}" || rc=1
+  done
+  [ $IMAGES = 0 ] || timed images build-images.sh || rc=1
+  return $rc
 }
 
 start=$(date +%s)
