@@ -204,6 +204,13 @@ class Metrics(_Model):
 
     enabled: bool = True
     port: int = Field(9400, ge=1024, le=65535, description="Metrics and progress port.")
+    linger_seconds: int = Field(
+        15,
+        ge=0,
+        le=600,
+        description="Keep /metrics up this long after training ends, so Prometheus scrapes the "
+        "final values even of short runs. Set it to at least the scrape interval.",
+    )
 
 
 class HealthRule(_Model):

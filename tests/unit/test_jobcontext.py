@@ -91,3 +91,9 @@ def test_tensor_layout_valid_when_degree_divides_world() -> None:
         )
     )
     assert spec.world_size == 4
+
+
+def test_cluster_workers_keep_metrics_up_for_the_final_scrape() -> None:
+    assert job_context_from_manifest(make_job()).metrics.linger_seconds == 15
+    quick = job_context_from_manifest(make_job({"metrics": {"lingerSeconds": 0}}))
+    assert quick.metrics.linger_seconds == 0

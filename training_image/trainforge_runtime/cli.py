@@ -64,6 +64,7 @@ def build_local_context(manifest: dict[str, Any], out_dir: Path, keep_uris: bool
     validate_context(ctx)
     ctx.rendezvous.master_addr = "127.0.0.1"
     ctx.rendezvous.master_port = free_port()
+    ctx.metrics.linger_seconds = 0  # a local run prints its metrics; nothing scrapes after it
     if not keep_uris:
         ctx.artifacts.uri = (out_dir / "artifacts").resolve().as_uri() + "/"
         ctx.artifacts.s3_endpoint = None

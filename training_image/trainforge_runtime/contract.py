@@ -89,6 +89,8 @@ class ProfilingContext(_Model):
 class MetricsContext(_Model):
     enabled: bool = True
     port: int = 9400  # /metrics on every worker; /progress JSON on rank 0
+    # /metrics stays up this long after training (the CRD defaults it to 15 s for cluster jobs)
+    linger_seconds: int = Field(0, alias="lingerSeconds", ge=0)
 
 
 # The rules the runtime implements (health.py); the CRD's enum is generated from this list.

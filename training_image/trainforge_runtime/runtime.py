@@ -589,6 +589,10 @@ class RuntimeContext:
         """Stop the metrics server and leave the process group (idempotent)."""
         self._exit_stack.close()
         if self._server is not None:
+            linger = self.job.metrics.linger_seconds
+            if linger:  # let Prometheus scrape the final values before the pod goes away
+                log.info("serving final metrics for %ds (metrics.lingerSeconds)", linger)
+                time.sleep(linger)
             self._server.stop()
             self._server = None
         if dist.is_initialized():
