@@ -19,7 +19,8 @@ COPY pyproject.toml README.md /src/
 RUN python -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
 print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' > /tmp/req.txt \
     && python -m pip install ${PIP_ARGS} -r /tmp/req.txt && rm /tmp/req.txt
-# The operator imports trainforge_runtime.contract (pure pydantic), so both packages go in.
+# The operator imports trainforge_runtime's contract, exit codes and progress helpers (pydantic
+# and the standard library only, no torch), so both packages go in.
 COPY operator/ /src/operator/
 COPY training_image/trainforge_runtime/ /src/training_image/trainforge_runtime/
 RUN python -m pip install ${PIP_ARGS} --no-deps /src \

@@ -11,13 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from trainforge_runtime.exitcodes import PEER_FAILURE, TRANSIENT
+
 from trainforge_operator.api import RunPolicy
 
 Obj = dict[str, Any]
 FailureClass = Literal["retryable", "permanent"]
 
-RETRYABLE_RUNTIME_CODE = 75
-PEER_FAILURE = "PeerFailure"  # the runtime's exitReason for a rank whose peer died first
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "Preempted", "NodeLost", "Shutdown"})
 
 
@@ -100,26 +100,27 @@ def pod_failure(pod: Obj) -> PodFailure | None:
         )
     code = term.get("exitCode")
     signal = term.get("signal")
-    reported = _json_object(term.get("message"))
     if signal is None and isinstance(code, int) and code > 128:
         signal = code - 128
+    text = term.get("message") or status.get("message") or ""
+    reported = _json_object(text)
     return PodFailure(
         pod=name,
         container=term.get("name", ""),
         exit_code=code,
         signal=signal,
         reason=term.get("reason") or status.get("reason") or "Error",
-        message=_short_message(term.get("message") or status.get("message") or ""),
+        message=_short_message(text, reported),
         finished_at=term.get("finishedAt") or "",
         disrupted=disrupted,
         peer_fallout=reported.get("exitReason") == PEER_FAILURE,
     )
 
 
-def _short_message(message: str) -> str:
-    """The termination message; for the runtime's JSON summary, `exitReason: message` (the
-    error itself, e.g. the exception a user's code raised), not the whole JSON document."""
-    data = _json_object(message)
+def _short_message(message: str, data: Obj) -> str:
+    """The termination message; for the runtime's JSON summary (`data`, parsed from it),
+    `exitReason: message` (the error itself, e.g. the exception a user's code raised), not the
+    whole JSON document."""
     if not data.get("exitReason"):
         return message[:512]
     detail = str(data.get("message") or "").strip()
@@ -136,7 +137,7 @@ def classify(failure: PodFailure, policy: RunPolicy) -> FailureClass:
             return "permanent"
         if code in policy.retryable_exit_codes:
             return "retryable"
-        if code == RETRYABLE_RUNTIME_CODE or code >= 128:
+        if code == TRANSIENT or code >= 128:
             return "retryable"
         return "permanent"
     if failure.signal is not None:

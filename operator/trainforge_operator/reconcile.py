@@ -14,6 +14,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trainforge_runtime.progress import percent_done
+
 from trainforge_operator import builders
 from trainforge_operator.api import (
     TERMINAL_PHASES,
@@ -408,7 +410,7 @@ class _Reconciler:
         if not failures:
             return self._lost_member(spec, current)
         cause = root_cause(failures)
-        if cause.peer_fallout and self._awaiting_culprit(cause, current):
+        if cause.peer_fallout and self._awaiting_culprit(cause, failures, current):
             return True
         if classify(cause, spec.run_policy) == "permanent":
             self.absorb_summary(current)
@@ -422,10 +424,17 @@ class _Reconciler:
             self.restart(spec, cause, "WorkerFailed")
         return True
 
-    def _awaiting_culprit(self, fallout: PodFailure, current: list[Obj]) -> bool:
+    def _awaiting_culprit(
+        self, fallout: PodFailure, failures: list[PodFailure], current: list[Obj]
+    ) -> bool:
         """Only victims of a peer's death failed so far while other workers still look alive:
         wait (briefly) for the culprit's status before deciding."""
-        alive = [p for p in current if pod_failure(p) is None and _pod_phase(p) != "Succeeded"]
+        failed = {f.pod for f in failures}
+        alive = [
+            p
+            for p in current
+            if p["metadata"]["name"] not in failed and _pod_phase(p) != "Succeeded"
+        ]
         finished = parse_time(fallout.finished_at)
         if not alive or finished is None:
             return False
@@ -514,7 +523,7 @@ class _Reconciler:
         total = summary.get("totalSteps")
         if isinstance(total, int) and total > 0:
             progress.total_steps = total
-            progress.percent = round(min(100.0, 100.0 * step / total), 2)
+            progress.percent = percent_done(step, total)
         resumed = summary.get("resumedFromStep")
         if isinstance(resumed, int):
             progress.resumed_from_step = resumed

@@ -39,34 +39,31 @@ def test_find_matches_rank_step_and_attempt_only() -> None:
     assert find_fault(1, 5, 1, "") is None
 
 
-def test_matching_process_exits_with_the_code() -> None:
-    code = (
-        "from trainforge_runtime.faults import maybe_inject_fault\n"
-        "for step in range(10):\n"
-        "    maybe_inject_fault(rank=1, step=step, attempt=0)\n"
-        "    print('step', step, flush=True)\n"
-    )
-    env = {**os.environ, "TRAINFORGE_FAULT": "rank=1,step=3,attempt=0,code=137"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 137
-    assert done.stdout.split() == ["step", "0", "step", "1", "step", "2"]
-
-
-def test_pause_stalls_the_matching_step_and_continues() -> None:
+def run_fault_loop(fault: str, rank: int, steps: int) -> subprocess.CompletedProcess[str]:
+    """A process that calls maybe_inject_fault at every step under TRAINFORGE_FAULT=`fault`,
+    printing each completed step and how long (whole seconds) the call took."""
     code = (
         "import time\n"
         "from trainforge_runtime.faults import maybe_inject_fault\n"
-        "for step in range(4):\n"
+        f"for step in range({steps}):\n"
         "    t = time.monotonic()\n"
-        "    maybe_inject_fault(rank=0, step=step, attempt=0)\n"
+        f"    maybe_inject_fault(rank={rank}, step=step, attempt=0)\n"
         "    print(step, round(time.monotonic() - t), flush=True)\n"
     )
-    env = {**os.environ, "TRAINFORGE_FAULT": "rank=0,step=2,pause=2"}
-    proc = subprocess.run(
+    env = {**os.environ, "TRAINFORGE_FAULT": fault}
+    return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def test_matching_process_exits_with_the_code() -> None:
+    done = run_fault_loop("rank=1,step=3,attempt=0,code=137", rank=1, steps=10)
+    assert done.returncode == 137
+    assert done.stdout.split() == ["0", "0", "1", "0", "2", "0"]
+
+
+def test_pause_stalls_the_matching_step_and_continues() -> None:
+    proc = run_fault_loop("rank=0,step=2,pause=2", rank=0, steps=4)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "0", "1", "0", "2", "2", "3", "0"]
     assert "pausing 2s" in proc.stderr

@@ -83,9 +83,7 @@ class ProgressTracker:
         return max(self.total_steps - self.step, 0) / rate
 
     def percent(self) -> float | None:
-        if not self.total_steps:
-            return None
-        return round(min(100.0, 100.0 * self.step / self.total_steps), 2)
+        return percent_done(self.step, self.total_steps)
 
     def snapshot(self) -> dict[str, Any]:
         """The `/progress` JSON document agreed with the operator and the CLI.
@@ -107,3 +105,11 @@ class ProgressTracker:
                 "findings": list(self.findings),
                 "updatedAt": datetime.fromtimestamp(self._updated, UTC).isoformat(),
             }
+
+
+def percent_done(step: int, total_steps: int | None) -> float | None:
+    """Progress in percent, two decimals, capped at 100; None while the total is unknown.
+    The operator uses it too, for the final step of a run."""
+    if not total_steps:
+        return None
+    return round(min(100.0, 100.0 * step / total_steps), 2)
