@@ -58,7 +58,7 @@ serve_wheels() {
   [ -n "$gw" ] || die "no IPv4 address on docker0; is dockerd running with its default bridge?"
   # A fixed port keeps PIP_ARGS, and so the ~3 GB dependency layer's cache key, stable across builds.
   local port="${TRAINFORGE_WHEEL_PORT:-38471}"
-  "$PY" -m http.server "$port" --bind "$gw" --directory "$WHEELS" >/dev/null 2>&1 &
+  detached "$PY" -m http.server "$port" --bind "$gw" --directory "$WHEELS" >/dev/null 2>&1
   WHEEL_SERVER_PID=$!
   trap 'kill $WHEEL_SERVER_PID 2>/dev/null || true' EXIT
   for _ in $(seq 1 50); do curl -sf -o /dev/null "http://$gw:$port/" && break; sleep 0.1; done

@@ -134,7 +134,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = "$WORK/ctrd.sock"
 TOML
-containerd --config "$WORK/ctrd.toml" >"$WORK/ctrd.log" 2>&1 &
+detached containerd --config "$WORK/ctrd.toml" >"$WORK/ctrd.log" 2>&1
 CTRD_PID=$!
 for _ in $(seq 1 50); do [ -S "$WORK/ctrd.sock" ] && break; sleep 0.2; done
 ctr --address "$WORK/ctrd.sock" -n k8s.io images import --no-unpack --all-platforms --digests "$WORK/images.tar" >/dev/null

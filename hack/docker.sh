@@ -70,7 +70,7 @@ start_dockerd() {
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl restart docker
   else
-    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 < /dev/null &
+    detached setsid dockerd >>"$DOCKERD_LOG" 2>&1   # setsid: outlives our process group
   fi
   for _ in $(seq 1 60); do docker_works && { log "dockerd ready: $(docker version -f '{{.Server.Version}}')"; return 0; }; sleep 1; done
   die "dockerd did not become ready in 60s; see $DOCKERD_LOG"
@@ -86,6 +86,8 @@ stop_own_dockerd() {
 
 needs_restart=0
 if docker_works && ! cap_sys_resource_missing; then log "docker already works"; exit 0; fi
+# Both lanes of hack/build-tools.sh may get here at once: one of them starts dockerd.
+exec 8>"$CACHE_DIR/docker.lock"; flock 8
 install_packages
 if cap_sys_resource_missing; then
   install_runc_wrapper || { [ $? -eq 10 ] && needs_restart=1; }

@@ -51,10 +51,24 @@ if ! docker image inspect trainforge/prometheus:local >/dev/null 2>&1; then
 fi
 done_step
 
+# A cluster left from an earlier run may have stopped with dockerd: start its nodes, and recreate it
+# when its API server does not answer within two minutes.
+api_ready() { k get --raw /readyz --request-timeout=5s >/dev/null 2>&1; }
+reuse_cluster() {
+  local nodes; nodes=$(docker ps -a -q --filter "label=io.x-k8s.kind.cluster=$CLUSTER")
+  [ -n "$nodes" ] && docker start $nodes >/dev/null
+  "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || return 1
+  for _ in $(seq 1 24); do api_ready && return 0; sleep 5; done
+  return 1
+}
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   log "reusing kind cluster $CLUSTER"
-  "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
-else
+  if ! reuse_cluster; then
+    log "kind cluster $CLUSTER does not answer: deleting it to start afresh"
+    "$KIND" delete cluster --name "$CLUSTER" >&2
+  fi
+fi
+if ! "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   step "kind create cluster $CLUSTER (1 control plane + 2 workers)"
   "$KIND" create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --config "$HACK_DIR/kind/cluster.yaml" \
     --kubeconfig "$KUBECONFIG" --retain=false >&2 \

@@ -31,6 +31,40 @@ go_env() {
   export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 }
 
-# build_lock DIR: serialise builds of one output (hack/build-tools.sh may be building it in the
-# background while a test tier asks for it); the caller re-checks its stamp after the lock.
-build_lock() { mkdir -p "$(dirname "$1")"; exec 9>"$1.lock"; flock 9; }
+# build_lock PATH: serialise builds of one output (hack/build-tools.sh may be building it in the
+# background while a test tier asks for it); the caller re-checks its stamp after the lock. The
+# lock is fd 9, held until the script exits, so a long-lived process started meanwhile must be
+# started with `detached` (a daemon that inherits fd 9 holds the lock forever). A wait longer than
+# BUILD_LOCK_TIMEOUT seconds fails and names the processes that hold the lock.
+build_lock() {
+  mkdir -p "$(dirname "$1")"; exec 9>"$1.lock"
+  flock -n 9 && return 0
+  local me=$BASHPID
+  log "waiting for $1.lock, held by: $(lock_holders "$1.lock" "$me") (another build of the same output)"
+  flock -w "${BUILD_LOCK_TIMEOUT:-2400}" 9 \
+    || die "gave up after ${BUILD_LOCK_TIMEOUT:-2400}s waiting for $1.lock, held by: $(lock_holders "$1.lock" "$me"); stop those processes and re-run"
+}
+
+# lock_holders FILE [PID]: "pid (command)" of every other process (not PID) with FILE open.
+lock_holders() {
+  local fd pid out="" seen=" $$ $BASHPID ${2:-} "
+  for fd in /proc/[0-9]*/fd/*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = "$1" ] || continue
+    pid=${fd#/proc/}; pid=${pid%%/*}
+    [[ "$seen" == *" $pid "* ]] && continue
+    seen+="$pid "
+    out+="$pid ($(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)) "
+  done
+  echo "${out:-nobody}"
+}
+
+# detached CMD...: start a long-lived background process with none of this shell's descriptors
+# past stderr (build locks above all); $! is its pid.
+detached() {
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}; [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+    done
+    exec "$@" </dev/null
+  ) &
+}
