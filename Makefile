@@ -64,8 +64,9 @@ demo: venv ## the main job end to end on a local kind cluster
 demo-down: ## remove the demo cluster
 	hack/demo.sh down
 
-bench: venv ## benchmarks; results go to bench/results/
+bench: venv ## benchmarks (control plane: the floor first, then the operator); results in bench/results/
 	$(PY) -m bench.runtime_overhead
+	$(PY) -m bench.control_plane --floor
 	$(PY) -m bench.control_plane
 
 tools: ## build every Go tool and image now, with timings

@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
+import py_compile
 import statistics
 import subprocess
 import sys
@@ -46,6 +48,7 @@ from operator_fixture import CRD_FILE, GROUP, PLURAL, VERSION, use_kubeconfig  #
 from operator_fixture import operator_config_for as tier_operator_config  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "control-plane.json"
+FLOOR_RESULTS = REPO / "bench" / "results" / "control-plane-floor.json"
 NAMESPACE = "bench"
 JOB_LABEL = "trainforge.io/job-name"
 TARGET_CREATED_P99_S = 2.0
@@ -155,96 +158,54 @@ def operator_config(metrics_port: int, health_port: int) -> dict[str, Any]:
     }
 
 
-# Profiling aids, never the default: the same operator with (--operator-threads N) an N-thread
-# default executor for its asyncio.to_thread() API calls and an N-connection client pool (the
-# default executor has min(32, cores + 4) threads: 6 on 2 cores), and/or (--operator-parallel-
-# creates) every child of a plan created concurrently instead of one round trip after another,
-# and/or (--operator-release-conns) every response body read at once, which hands the keep-alive
-# connection back to urllib3's pool (KubeApi ignores the bodies of creates, reads, deletes and
-# events it asks for with _preload_content=False, so each such call strands a TLS connection and
-# the next one dials and handshakes anew). They measure what a fix in the operator would buy
-# before anyone writes it.
-TUNED_OPERATOR = """
-import asyncio, concurrent.futures, os, kopf
-import kubernetes.client.configuration as kc
-from trainforge_operator import main
-from trainforge_operator.controller import Controller
-n = int(os.environ["BENCH_OPERATOR_THREADS"])
-if n:
-    init = kc.Configuration.__init__
-    def sized(self, *a, **k):
-        init(self, *a, **k)
-        self.connection_pool_maxsize = n
-    kc.Configuration.__init__ = sized
-    @kopf.on.startup()
-    async def bench_executor(**_):
-        asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(n))
-if os.environ["BENCH_PARALLEL_CREATES"] == "1":
-    serial = Controller.execute
-    async def execute(self, body, plan, loop=None):
-        if plan.create:
-            await asyncio.gather(*(asyncio.to_thread(self.api.create, o) for o in plan.create))
-            plan.create = []
-        await serial(self, body, plan, loop)
-    Controller.execute = execute
-if os.environ["BENCH_RELEASE_CONNS"] == "1":
-    from kubernetes.client import rest
-    plain = rest.RESTClientObject.request
-    def request(self, *a, **k):
-        resp = plain(self, *a, **k)
-        resp.read()  # reading the whole body returns the connection to the pool
-        return resp
-    rest.RESTClientObject.request = request
-main.main()
-"""
+def operator_argv(floor: bool = False) -> list[str]:
+    """The production entry point; under cProfile when BENCH_OPERATOR_PROFILE names an output.
+    With `floor`, bench/floor_controller.py instead: the least any operator must do."""
+    if floor:
+        return [sys.executable, "-m", "bench.floor_controller"]
+    profile = os.environ.get("BENCH_OPERATOR_PROFILE")
+    if profile:
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", OPERATOR_MODULE]
+    return [sys.executable, "-m", OPERATOR_MODULE]
 
 
-@dataclass(frozen=True)
-class Tuning:
-    """Profiling-only changes to the operator process (see TUNED_OPERATOR)."""
+OPERATOR_IMPORTS = (
+    "import sys, trainforge_operator.main, kubernetes.client.api.core_v1_api, "
+    "kubernetes.client.api.custom_objects_api\n"
+    "print('\\n'.join(getattr(m, '__file__', None) or '' for m in list(sys.modules.values())))"
+)
 
-    threads: int = 0
-    parallel_creates: bool = False
-    release_conns: bool = False
 
-    def argv(self) -> list[str]:
-        if self.threads or self.parallel_creates or self.release_conns:
-            return [sys.executable, "-c", TUNED_OPERATOR]
-        profile = os.environ.get("BENCH_OPERATOR_PROFILE")  # a cProfile output path
-        if profile:
-            return [sys.executable, "-m", "cProfile", "-o", profile, "-m", OPERATOR_MODULE]
-        return [sys.executable, "-m", OPERATOR_MODULE]
+def ensure_operator_bytecode() -> int:
+    """Compile every module the operator imports, as its image does (Dockerfile: compileall).
 
-    def env(self) -> dict[str, str]:
-        return {
-            "BENCH_OPERATOR_THREADS": str(self.threads),
-            "BENCH_PARALLEL_CREATES": "1" if self.parallel_creates else "0",
-            "BENCH_RELEASE_CONNS": "1" if self.release_conns else "0",
-        }
-
-    def describe(self) -> str:
-        if not (self.threads or self.parallel_creates or self.release_conns):
-            return "python -m trainforge_operator.main (production entry point)"
-        return (
-            f"profiling wrapper: executor threads {self.threads or 'default'}, "
-            f"children {'concurrently' if self.parallel_creates else 'one by one'}, "
-            f"connections {'released' if self.release_conns else 'as in KubeApi'}"
-        )
+    Without bytecode (this machine sets PYTHONDONTWRITEBYTECODE, and a venv made without
+    --compile-bytecode has none) the operator compiles kubernetes' 4.5 MB core_v1_api.py at start
+    and its RSS keeps ~65 MB of that, which no production operator pays. Returns files compiled.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", OPERATOR_IMPORTS], capture_output=True, text=True, check=True
+    ).stdout
+    compiled = 0
+    for path in filter(None, out.splitlines()):
+        if path.endswith(".py") and not Path(importlib.util.cache_from_source(path)).exists():
+            compiled += bool(py_compile.compile(path, doraise=False, quiet=1))
+    return compiled
 
 
 def start_operator(
-    cp: tier.ControlPlane, tuning: Tuning
+    cp: tier.ControlPlane, floor: bool = False
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Run the operator like production does and wait for its /healthz."""
+    """Run the operator like production does (or the floor controller) and wait for /healthz."""
     metrics_port, health_port = tier.free_port(), tier.free_port()
     cfg = cp.workdir / "operator-config.yaml"
     cfg.write_text(yaml.safe_dump(operator_config(metrics_port, health_port)))
-    log_path = cp.log_path("operator")
+    log_path = cp.log_path("floor-controller" if floor else "operator")
     # MALLOC_ARENA_MAX as the chart's Deployment sets it (fewer per-thread malloc arenas).
-    env = {**cp.env(), "TRAINFORGE_CONFIG": str(cfg), "MALLOC_ARENA_MAX": "2", **tuning.env()}
+    env = {**cp.env(), "TRAINFORGE_CONFIG": str(cfg), "MALLOC_ARENA_MAX": "2"}
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
-            tuning.argv(),
+            operator_argv(floor),
             stdout=logf,
             stderr=subprocess.STDOUT,
             env=env,
@@ -491,9 +452,6 @@ def latencies(obs: Observations, workers: int) -> dict[str, dict[str, Any]]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Bring the tier up, run the load, tear everything down, return the result document."""
     want_pods = args.jobs * args.workers
-    tuning = Tuning(
-        args.operator_threads, args.operator_parallel_creates, args.operator_release_conns
-    )
     pools = tier.NodePools(gpu_nodes=min(args.nodes, 4), cpu_nodes=0, gpus_per_node=args.gpus)
     with tier.running_control_plane(pools, keep=args.keep, say=say) as cp:
         api = use_kubeconfig(cp.kubeconfig)
@@ -501,12 +459,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prepare(cp, core, args.nodes, args.gpus)
         k8s_version = k8s.VersionApi(api).get_code().git_version
         say(f"tier ready: {args.nodes} GPU nodes x {args.gpus} GPUs, kubernetes {k8s_version}")
-        proc, metrics_port, log_path = start_operator(cp, tuning)
+        compiled = ensure_operator_bytecode()
+        if compiled:
+            say(f"compiled {compiled} modules the operator imports (its image ships bytecode)")
+        proc, metrics_port, log_path = start_operator(cp, floor=args.floor)
         stats = ProcStats(proc.pid)
         stats.sample()
         stats.idle_rss_mb = stats.rss_mb()
         cpu_at_start = stats.cpu_s
-        say(f"operator pid {proc.pid} ready, RSS {stats.idle_rss_mb:.0f} MB; log {log_path}")
+        what = "floor controller (--floor)" if args.floor else "operator"
+        say(f"{what} pid {proc.pid} ready, RSS {stats.idle_rss_mb:.0f} MB; log {log_path}")
         obs, stop = Observations(), threading.Event()
         watcher = threading.Thread(target=watch_pods, args=(core, obs, stop), daemon=True)
         watcher.start()
@@ -514,33 +476,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ledger = CpuLedger({name: p.pid for name, p, _ in cp._procs} | {"operator": proc.pid})
         ledger.begin()
         t0 = time.monotonic()
+        operator_metrics: dict[str, Any] = {}
         try:
             say(f"creating {args.jobs} TrainingJobs x {args.workers} workers ...")
             create_jobs(custom, obs, args.jobs, args.workers)
             say(f"all {args.jobs} created in {time.monotonic() - t0:.2f}s")
             deadline = t0 + args.timeout
             while time.monotonic() < deadline:
-                stats.sample()
                 seen, running = obs.counts()
+                stats.sample()
                 say(
                     f"t+{time.monotonic() - t0:6.1f}s pods created {seen:4d}/{want_pods} "
-                    f"Running {running:4d}/{want_pods}  operator RSS {stats.rss_mb():5.0f} MB "
+                    f"Running {running:4d}/{want_pods}  {what} RSS {stats.rss_mb():5.0f} MB "
                     f"cpu {stats.cpu_s - cpu_at_start:6.1f}s"
                 )
                 if running >= want_pods:
                     break
                 time.sleep(2)
             time.sleep(args.settle)  # let a resync pass run so the CPU figure includes it
-            stats.sample()
             cpu = ledger.end()
-            operator_metrics = scrape_operator(metrics_port)
+            stats.sample()
+            if not args.floor:
+                operator_metrics = scrape_operator(metrics_port)
         finally:
             stop.set()
             stop_operator(proc)
         seen, running = obs.counts()
         requests = apiserver_requests(cp)
+        operator = {
+            "process": " ".join(operator_argv(args.floor)[1:]),
+            "peak_rss_mb": round(stats.peak_rss_mb, 1),
+            "rss_after_start_mb": round(stats.idle_rss_mb, 1),
+            "cpu_seconds": round(stats.cpu_s - cpu_at_start, 2),
+            "cpu_seconds_including_startup": round(stats.cpu_s, 2),
+            "metrics": operator_metrics,
+        }
         return {
             "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "mode": "floor" if args.floor else "operator",
             "environment": {
                 "host": platform.node(),
                 "cores": os.cpu_count(),
@@ -560,14 +533,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "clock": "client monotonic clock; apply = right BEFORE each create call "
             "(16 concurrent creators); pod times = first sighting by this process's pod watch",
             "latency": latencies(obs, args.workers),
-            "operator": {
-                "process": tuning.describe(),
-                "peak_rss_mb": round(stats.peak_rss_mb, 1),
-                "rss_after_start_mb": round(stats.idle_rss_mb, 1),
-                "cpu_seconds": round(stats.cpu_s - cpu_at_start, 2),
-                "cpu_seconds_including_startup": round(stats.cpu_s, 2),
-                "metrics": operator_metrics,
-            },
+            "operator": operator,
             "cpu_during_run": cpu,
             "apiserver_requests_top": requests,
             "targets": {
@@ -594,6 +560,14 @@ def verdict(result: dict[str, Any]) -> list[str]:
     return missed
 
 
+def read_floor() -> dict[str, Any] | None:
+    """The last --floor result, to print beside the operator's figures."""
+    try:
+        return json.loads(FLOOR_RESULTS.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
 def print_table(result: dict[str, Any]) -> None:
     env, lat, op = result["environment"], result["latency"], result["operator"]
     print()
@@ -608,13 +582,23 @@ def print_table(result: dict[str, Any]) -> None:
         cells = [f"{row[k]:9.3f}" if row[k] is not None else f"{'-':>9}" for k in
                  ("p50_s", "p99_s", "max_s")]  # fmt: skip
         print(f"{key.replace('_', ' '):<34}{row['n']:>5}{''.join(cells)}")
-    print(f"{'operator peak RSS':<34}{op['peak_rss_mb']:>14.1f} MB (target < {TARGET_RSS_MB:.0f})")
-    print(f"{'operator CPU seconds':<34}{op['cpu_seconds']:>14.2f} s")
+    floor_mode = result.get("mode", "operator") != "operator"
+    who = "floor controller" if floor_mode else "operator"
+    print(f"{who + ' peak RSS':<34}{op['peak_rss_mb']:>14.1f} MB (target < {TARGET_RSS_MB:.0f})")
+    print(f"{who + ' CPU seconds':<34}{op['cpu_seconds']:>14.2f} s")
     m = op["metrics"]
     if "reconcile_mean_ms" in m:
         print(
             f"{'reconciles (mean)':<34}{m['reconcile_duration_seconds_count']:>14.0f} "
             f"({m['reconcile_mean_ms']} ms)"
+        )
+    floor = None if floor_mode else read_floor()
+    if floor is not None:
+        row = floor["latency"]["apply_to_all_pods_created"]
+        print(
+            f"floor, the least any operator must do ({FLOOR_RESULTS.relative_to(REPO)}, "
+            f"{floor['when']}): apply to all pods created p50 {row['p50_s']} s, "
+            f"p99 {row['p99_s']} s"
         )
     cpu = result["cpu_during_run"]
     print(
@@ -625,6 +609,8 @@ def print_table(result: dict[str, Any]) -> None:
     print("  " + ", ".join(f"{k} {v}" for k, v in cpu["per_process_cpu_s"].items()))
     top = list(result["apiserver_requests_top"].items())[:8]
     print("apiserver requests (all clients): " + ", ".join(f"{k} {v}" for k, v in top))
+    if floor_mode:
+        return
     missed = verdict(result)
     print("targets: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
 
@@ -638,25 +624,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for Running")
     parser.add_argument("--settle", type=float, default=5, help="seconds of idle after Running")
     parser.add_argument("--keep", action="store_true", help="keep the tier work dir and logs")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help=f"default {RESULTS.relative_to(REPO)}")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
-        "--operator-threads",
-        type=int,
-        default=0,
-        help="profiling: run the operator with this many executor threads and client connections",
-    )
-    parser.add_argument(
-        "--operator-parallel-creates",
+        "--floor",
         action="store_true",
-        help="profiling: the operator creates a plan's children concurrently",
-    )
-    parser.add_argument(
-        "--operator-release-conns",
-        action="store_true",
-        help="profiling: read every API response body so connections return to the pool",
+        help="no operator: the bench creates the children itself (what this machine allows); "
+        f"writes {FLOOR_RESULTS.relative_to(REPO)} unless --out says otherwise",
     )
     args = parser.parse_args(argv)
+    args.out = args.out or (FLOOR_RESULTS if args.floor else RESULTS)
     if args.jobs * args.workers > args.nodes * args.gpus:
         parser.error("more worker GPUs than node GPUs: raise --nodes/--gpus or lower --jobs")
     try:
