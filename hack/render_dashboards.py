@@ -10,7 +10,11 @@ shortened) scraped by a throw-away Debian Prometheus (tests/chart/live_run.py). 
 TRAINFORGE_OPERATOR_METRICS=host:port that Prometheus also scrapes a running operator. Or point
 at an existing Prometheus with --prometheus URL --start/--end (unix seconds) --namespace --job.
 
-Usage: hack/render_dashboards.py [--out docs/dashboards] [--epochs 8] [--prometheus URL ...]
+The Training dashboard is rendered twice: from the digits run (training.png) and from a short
+local gpt-fsdp run (training-language-model.png), where the tokens/s panel has data.
+
+Usage: hack/render_dashboards.py [--out docs/dashboards] [--epochs 8] [--lm-steps 40]
+       [--prometheus URL ...]
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from dashboard_queries import expand, iter_panels, load_dashboards  # noqa: E402
-from live_run import live_training_run, operator_target  # noqa: E402
+from live_run import language_model_manifest, live_training_run, operator_target  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from operator_live import control_plane_missing, live_operator  # noqa: E402
+from operator_live import SCENARIO_SECONDS, control_plane_missing, live_operator  # noqa: E402
 from promfixture import Prometheus  # noqa: E402
 
 GRID_COLUMNS = 24
@@ -200,19 +204,40 @@ def render(dashboard: Mapping[str, Any], src: Source, subtitle: str) -> tuple[Fi
 
 
 def render_all(sources: Mapping[str, tuple[Source, str]], out: Path) -> int:
-    """Render each dashboard with its own (source, subtitle); returns the count of empty panels."""
+    """Render each dashboard with its own (source, subtitle) to <out>/<key>.png, where a key is
+    a dashboard name or `<dashboard>-<variant>`; returns the count of empty panels."""
     out.mkdir(parents=True, exist_ok=True)
+    dashboards = load_dashboards()
     missing = 0
-    for name, dashboard in load_dashboards().items():
-        src, subtitle = sources[name]
-        fig, empty = render(dashboard, src, subtitle)
-        path = out / f"{name}.png"
+    for key, (src, subtitle) in sources.items():
+        fig, empty = render(dashboards[key.split("-", 1)[0]], src, subtitle)
+        path = out / f"{key}.png"
         fig.savefig(path, dpi=90, facecolor=BACKGROUND)
         plt.close(fig)
         note = f"; panels without data: {', '.join(empty)}" if empty else ""
         print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}{note}")
         missing += len(empty)
     return missing
+
+
+def render_language_model(workdir: Path, steps: int, out: Path) -> int:
+    """The Training dashboard of a short local gpt-fsdp run, where tokens/s has data.
+    Returns 1 when the run failed (empty panels are reported, as for the other renders)."""
+    with live_training_run(workdir, manifest=language_model_manifest(steps)) as run:
+        if run.exit_code != 0:
+            print(run.log[-3000:], file=sys.stderr)
+            print(f"the gpt-fsdp run failed (exit {run.exit_code}); see above", file=sys.stderr)
+            return 1
+        variables = {"namespace": run.namespace, "job": run.job}
+        whole = Source(run.prometheus, run.start, run.end, variables)
+        src = Source(run.prometheus, training_started(whole), run.end, variables)
+        note = (
+            f"TrainingJob {run.namespace}/{run.job}: local-mode run of examples/gpt-fsdp.yaml "
+            f"({steps} steps, FSDP over 2 ranks, CPU/gloo), scraped every 1 s by Prometheus. "
+            "A language model, so tokens/s has data. No GPU here: the GPU panels have no data."
+        )
+        render_all({"training-language-model": (src, note)}, out)
+        return 0
 
 
 def training_started(src: Source) -> float:
@@ -230,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prometheus", help="use this Prometheus instead of a local run")
     parser.add_argument("--start", type=float, help="window start (unix s), with --prometheus")
     parser.add_argument("--end", type=float, help="window end (unix s), default now")
+    parser.add_argument(
+        "--lm-steps",
+        type=int,
+        default=40,
+        help="also render the Training dashboard of a local gpt-fsdp run this long (0: skip)",
+    )
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--job", default="digits-ddp")
     args = parser.parse_args(argv)
@@ -257,8 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                     "pool, 1 unknown node pool, 1 refused by a LimitRange"
                 )
         extra = {"trainforge-operator": [target]} if target else None
+        # Scrape until the operator's whole scenario has been submitted (as the live test does).
+        window = SCENARIO_SECONDS + 10 if target else 0.0
         run = stack.enter_context(
-            live_training_run(tmp / "training", epochs=args.epochs, extra_jobs=extra)
+            live_training_run(
+                tmp / "training", epochs=args.epochs, extra_jobs=extra, min_window_s=window
+            )
         )
         if run.exit_code != 0:
             print(run.log[-3000:], file=sys.stderr)
@@ -271,13 +306,16 @@ def main(argv: list[str] | None = None) -> int:
         training_note = (
             f"TrainingJob {run.namespace}/{run.job}: local-mode run of examples/digits-ddp.yaml "
             f"({args.epochs} epochs, 2 ranks, CPU/gloo, {minutes:.1f} min of training), scraped "
-            "every 1 s by Prometheus. No GPU here: the GPU panels read 0. Restarts come from "
+            "every 1 s by Prometheus. No GPU here: the GPU panels have no data. Restarts come from "
             "the operator, which did not run this job."
         )
         operator_note = f"Operator: {operator_note}; scraped every 1 s by Prometheus."
         render_all(
             {"training": (training, training_note), "operator": (whole, operator_note)}, args.out
         )
+    if args.lm_steps:
+        with tempfile.TemporaryDirectory(prefix="tf-render-lm-") as lm_tmp:
+            return render_language_model(Path(lm_tmp), args.lm_steps, args.out)
     return 0
 
 
