@@ -59,6 +59,7 @@ dashboards: venv ## render the Grafana dashboards to docs/dashboards/*.png
 test: prefetch lint verify test-unit lint-chart test-runtime test-integration test-dashboards test-e2e ## every test tier
 
 demo: venv ## the main job end to end on a local kind cluster
+	hack/build-tools.sh   # the Go tools and the node image, two lanes at a time (seconds when built)
 	hack/demo.sh
 
 demo-down: ## remove the demo cluster
