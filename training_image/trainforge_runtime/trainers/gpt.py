@@ -143,7 +143,6 @@ def train(ctx: RuntimeContext) -> Result:
     final = {"loss": losses[-1] if losses else math.nan, "val_loss": evaluate(model, data, ctx)}
     if ctx.is_main:
         (ctx.artifacts_dir / "losses.json").write_text(json.dumps(losses))
-        (ctx.artifacts_dir / "vocab.json").write_text(json.dumps(data.vocab))
     return Result(
         {k: v for k, v in final.items() if not math.isnan(v)},
         model,
