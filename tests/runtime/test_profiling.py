@@ -45,7 +45,8 @@ def test_trace_is_loadable_and_summary_has_phases(tmp_path: Path) -> None:
     assert phases["total"] > 0
     assert phases["data_loading"] > 0
     assert phases["compute"] > 0
-    assert phases["data_loading"] + phases["compute"] <= phases["total"] + 1e-3
+    # Each phase is rounded to 1 µs on its own: three roundings may add up to 1.5 µs.
+    assert phases["data_loading"] + phases["compute"] <= phases["total"] + 1.5e-3 + 1e-9
     assert summary["top_operators"]
     assert summary["top_operators"][0]["self_cpu_ms"] >= 0
     text = (tmp_path / "summary-rank0.txt").read_text()
