@@ -629,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor",
         action="store_true",
-        help="no operator: the bench creates the children itself (what this machine allows); "
+        help="run bench/floor_controller.py instead of the operator: it only creates each job's "
+        "children (what this machine allows any operator); "
         f"writes {FLOOR_RESULTS.relative_to(REPO)} unless --out says otherwise",
     )
     args = parser.parse_args(argv)

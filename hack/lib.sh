@@ -39,10 +39,10 @@ go_env() {
 build_lock() {
   mkdir -p "$(dirname "$1")"; exec 9>"$1.lock"
   flock -n 9 && return 0
-  local me=$BASHPID
+  local me=$BASHPID timeout="${BUILD_LOCK_TIMEOUT:-2400}"
   log "waiting for $1.lock, held by: $(lock_holders "$1.lock" "$me") (another build of the same output)"
-  flock -w "${BUILD_LOCK_TIMEOUT:-2400}" 9 \
-    || die "gave up after ${BUILD_LOCK_TIMEOUT:-2400}s waiting for $1.lock, held by: $(lock_holders "$1.lock" "$me"); stop those processes and re-run"
+  flock -w "$timeout" 9 \
+    || die "gave up after ${timeout}s waiting for $1.lock, held by: $(lock_holders "$1.lock" "$me"); stop those processes and re-run"
 }
 
 # lock_holders FILE [PID]: "pid (command)" of every other process (not PID) with FILE open.

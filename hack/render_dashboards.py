@@ -38,7 +38,12 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from dashboard_queries import expand, iter_panels, load_dashboards  # noqa: E402
-from live_run import language_model_manifest, live_training_run, operator_target  # noqa: E402
+from live_run import (  # noqa: E402
+    LiveRun,
+    language_model_manifest,
+    live_training_run,
+    operator_target,
+)
 from matplotlib.figure import Figure  # noqa: E402
 from operator_live import SCENARIO_SECONDS, control_plane_missing, live_operator  # noqa: E402
 from promfixture import Prometheus  # noqa: E402
@@ -224,13 +229,10 @@ def render_language_model(workdir: Path, steps: int, out: Path) -> int:
     """The Training dashboard of a short local gpt-fsdp run, where tokens/s has data.
     Returns 1 when the run failed (empty panels are reported, as for the other renders)."""
     with live_training_run(workdir, manifest=language_model_manifest(steps)) as run:
-        if run.exit_code != 0:
-            print(run.log[-3000:], file=sys.stderr)
-            print(f"the gpt-fsdp run failed (exit {run.exit_code}); see above", file=sys.stderr)
+        sources = run_sources(run, "the gpt-fsdp run")
+        if sources is None:
             return 1
-        variables = {"namespace": run.namespace, "job": run.job}
-        whole = Source(run.prometheus, run.start, run.end, variables)
-        src = Source(run.prometheus, training_started(whole), run.end, variables)
+        src = sources[1]
         note = (
             f"TrainingJob {run.namespace}/{run.job}: local-mode run of examples/gpt-fsdp.yaml "
             f"({steps} steps, FSDP over 2 ranks, CPU/gloo), scraped every 1 s by Prometheus. "
@@ -238,6 +240,18 @@ def render_language_model(workdir: Path, steps: int, out: Path) -> int:
         )
         render_all({"training-language-model": (src, note)}, out)
         return 0
+
+
+def run_sources(run: LiveRun, what: str) -> tuple[Source, Source] | None:
+    """(whole window, from the first optimizer step) over a finished local run's Prometheus, or
+    None after printing the run's log tail when it failed."""
+    if run.exit_code != 0:
+        print(run.log[-3000:], file=sys.stderr)
+        print(f"{what} failed (exit {run.exit_code}); see above", file=sys.stderr)
+        return None
+    variables = {"namespace": run.namespace, "job": run.job}
+    whole = Source(run.prometheus, run.start, run.end, variables)
+    return whole, Source(run.prometheus, training_started(whole), run.end, variables)
 
 
 def training_started(src: Source) -> float:
@@ -295,13 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                 tmp / "training", epochs=args.epochs, extra_jobs=extra, min_window_s=window
             )
         )
-        if run.exit_code != 0:
-            print(run.log[-3000:], file=sys.stderr)
-            print(f"the local run failed (exit {run.exit_code}); see above", file=sys.stderr)
+        sources = run_sources(run, "the local run")
+        if sources is None:
             return 1
-        variables = {"namespace": run.namespace, "job": run.job}
-        whole = Source(run.prometheus, run.start, run.end, variables)
-        training = Source(run.prometheus, training_started(whole), run.end, variables)
+        whole, training = sources
         minutes = (run.end - training.start) / 60
         training_note = (
             f"TrainingJob {run.namespace}/{run.job}: local-mode run of examples/digits-ddp.yaml "
