@@ -6,7 +6,8 @@ operator as a separate process (``python -m trainforge_operator.main``, configur
 ``TRAINFORGE_CONFIG``) so its peak RSS and CPU seconds can be read from /proc, creates the jobs
 concurrently and watches pods. Latencies start at the client clock right BEFORE each create call
 (so they include the create round trip); "pods created" and "Running" are the times the watch in
-this process first sees every worker pod of the job exist / in phase Running.
+this process first sees every worker pod of the job exist / in phase Running (read as raw JSON:
+building client models for 1,600 pod events cost this process 1.5 CPU-s and delayed sightings).
 
 Writes bench/results/control-plane.json and prints a table. Targets: p99 apply -> all pods created
 < 2 s, operator peak RSS < 200 MB. Exit status: 1 when pods never all ran (or, with --strict, a
@@ -37,7 +38,7 @@ from typing import Any
 import urllib3
 import yaml
 from kubernetes import client as k8s
-from kubernetes import watch as k8s_watch
+from kubernetes.watch.watch import iter_resp_lines
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
@@ -342,14 +343,15 @@ class Observations:
     pods_running: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def on_pod(self, pod: Any, now: float) -> None:
-        job = (pod.metadata.labels or {}).get(JOB_LABEL)
+    def on_pod(self, pod: dict[str, Any], now: float) -> None:
+        meta = pod.get("metadata") or {}
+        job = (meta.get("labels") or {}).get(JOB_LABEL)
         if not job:
             return
         with self.lock:
-            self.pods_seen[job].setdefault(pod.metadata.name, now)
-            if pod.status and pod.status.phase == "Running":
-                self.pods_running[job].setdefault(pod.metadata.name, now)
+            self.pods_seen[job].setdefault(meta["name"], now)
+            if (pod.get("status") or {}).get("phase") == "Running":
+                self.pods_running[job].setdefault(meta["name"], now)
 
     def counts(self) -> tuple[int, int]:
         with self.lock:
@@ -366,34 +368,47 @@ class Observations:
 
 
 def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) -> None:
-    """Pod watch in the bench namespace; restarts from a fresh list if the stream ends."""
+    """Pod watch in the bench namespace; restarts from a fresh list if the stream ends.
+
+    Reads the raw JSON lines: building V1Pod models costs milliseconds per event, and 1,600
+    events of that in this process would delay the very sightings being timed."""
     while not stop.is_set():
-        listing = core.list_namespaced_pod(NAMESPACE, label_selector=JOB_LABEL)
+        listing = _raw(
+            core.list_namespaced_pod(NAMESPACE, label_selector=JOB_LABEL, _preload_content=False)
+        )
         now = time.monotonic()
-        for pod in listing.items:
+        for pod in listing["items"]:
             obs.on_pod(pod, now)
-        version = listing.metadata.resource_version if listing.metadata else None
-        w = k8s_watch.Watch()  # type: ignore[no-untyped-call]
+        resp: Any = core.list_namespaced_pod(
+            NAMESPACE,
+            label_selector=JOB_LABEL,
+            resource_version=listing["metadata"]["resourceVersion"],
+            allow_watch_bookmarks=False,
+            timeout_seconds=30,
+            watch=True,
+            _preload_content=False,
+        )
         try:
-            for event in w.stream(  # type: ignore[no-untyped-call]
-                core.list_namespaced_pod,
-                NAMESPACE,
-                label_selector=JOB_LABEL,
-                resource_version=version,
-                timeout_seconds=30,
-            ):
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    break  # e.g. 410 Gone: resource version expired, list again
                 obs.on_pod(event["object"], time.monotonic())
                 if stop.is_set():
                     break
-        except k8s.ApiException as err:
-            if err.status != 410:  # 410 Gone: resource version expired, list again
-                raise
         except urllib3.exceptions.HTTPError:
             if stop.is_set():  # the tier is being torn down
                 return
             time.sleep(0.5)  # stream cut: list again (sightings keep their first time)
         finally:
-            w.stop()  # type: ignore[no-untyped-call]
+            resp.release_conn()
+
+
+def _raw(resp: Any) -> Any:
+    try:
+        return json.loads(resp.data)
+    finally:
+        resp.release_conn()
 
 
 def create_jobs(custom: k8s.CustomObjectsApi, obs: Observations, jobs: int, workers: int) -> None:
@@ -531,7 +546,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "pods_running": running,
             },
             "clock": "client monotonic clock; apply = right BEFORE each create call "
-            "(16 concurrent creators); pod times = first sighting by this process's pod watch",
+            "(16 concurrent creators); pod times = first sighting by this process's pod watch "
+            "(raw JSON)",
             "latency": latencies(obs, args.workers),
             "operator": operator,
             "cpu_during_run": cpu,
