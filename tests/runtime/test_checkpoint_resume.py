@@ -1,9 +1,10 @@
 """Resuming from a checkpoint gives bit-identical weights to an uninterrupted run.
 
-Two processes on gloo/CPU per layout. Each worker runs, in order: an uninterrupted baseline of
-STEPS steps; a run that checkpoints every EVERY steps and "crashes" after CRASH_AT; a fresh model,
-optimizer and manager that resume from the newest checkpoint and finish. Data depend only on
-(step, rank), so any state the checkpoint failed to restore shows up as a weight difference.
+Two processes on gloo/CPU per layout (data, fsdp, tensor, pipeline). Each worker runs, in order:
+an uninterrupted baseline of STEPS steps; a run that checkpoints every EVERY steps and "crashes"
+after CRASH_AT; a fresh model, optimizer and manager that resume from the newest checkpoint and
+finish. Data depend only on (step, rank) (tensor parallel: on the step), so any state the
+checkpoint failed to restore shows up as a weight difference.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def _build(layout: str, rank: int) -> tuple[torch.nn.Module, torch.optim.Optimiz
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model)
+    elif layout == "tensor":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor.parallel import (
+            ColwiseParallel,
+            RowwiseParallel,
+            parallelize_module,
+        )
+
+        mesh = init_device_mesh("cpu", (WORLD,))
+        model = parallelize_module(model, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
     else:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
@@ -68,7 +79,8 @@ def _train(
             first = int(loaded[1]["step"]) + 1  # type: ignore[call-overload]
             assert first - 1 == loaded[0]
     for step in range(first, stop + 1):
-        gen = torch.Generator().manual_seed(1000 * step + rank)
+        # tensor parallel: both ranks are one replica and must see the same batch
+        gen = torch.Generator().manual_seed(1000 * step + (0 if layout == "tensor" else rank))
         x, y = torch.randn(16, 8, generator=gen), torch.randn(16, 4, generator=gen)
         loss = torch.nn.functional.mse_loss(model(x), y)
         optim.zero_grad()
@@ -148,6 +160,18 @@ def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= paths
     assert manifest["format"] == "dcp"
     assert manifest["layout"] == "fsdp"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_resume_tensor_parallel_matches_uninterrupted_run(tmp_path: Path) -> None:
+    per_rank = _run("tensor", tmp_path)
+    _assert_same(per_rank)
+    assert per_rank[0]["resumed"]["0.weight"].shape == (16, 8)  # gathered from two shards
+    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    assert manifest["format"] == "dcp"
+    assert manifest["layout"] == "tensor"
+    assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= {f["path"] for f in manifest["files"]}
 
 
 @pytest.mark.slow

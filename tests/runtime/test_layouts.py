@@ -107,3 +107,17 @@ def test_ddp_termination_message_carries_final_metrics(
     assert term["exitCode"] == 0
     assert term["step"] == STEPS
     assert term["metrics"]["val_loss"] > 0
+
+
+@pytest.mark.parametrize("layout", ["data", "fsdp", "tensor", "pipeline"])
+def test_final_val_loss_matches_single_process(
+    layout: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Evaluation runs in every layout (pipeline: forward-only schedule) and agrees."""
+    reference = run_layout("data", tmp_path_factory, nproc=1).termination
+    term = run_layout(layout, tmp_path_factory).termination
+    assert reference is not None
+    assert term is not None
+    want, got = reference["metrics"]["val_loss"], term["metrics"].get("val_loss")
+    assert got is not None, f"{layout}: no val_loss in {term['metrics']}"
+    assert abs(got - want) <= LOSS_RTOL * want, f"{layout}: val_loss {got} vs single {want}"

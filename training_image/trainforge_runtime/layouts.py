@@ -169,6 +169,18 @@ class PipelinedModule(nn.Module):
             return None
         return torch.stack([loss.detach() for loss in losses]).mean()
 
+    def eval_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Forward only, through the same schedule; the last stage returns the mean loss."""
+        topo = self.topo
+        losses: list[torch.Tensor] = []
+        if topo.is_first_stage:
+            self.schedule.eval(inputs)
+        elif topo.is_last_stage:
+            self.schedule.eval(target=targets, losses=losses)
+        else:
+            self.schedule.eval()
+        return torch.stack([loss.detach() for loss in losses]).mean() if losses else None
+
 
 def _pipeline(model: nn.Module, topo: Topology, hp: dict[str, Any], loss_fn: LossFn) -> nn.Module:
     from torch.distributed.pipelining import PipelineStage, ScheduleGPipe

@@ -225,6 +225,18 @@ class RuntimeContext:
         loss.backward()
         return loss.detach()
 
+    @torch.no_grad()
+    def eval_loss(
+        self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss_fn: LossFn
+    ) -> float:
+        """Forward-only loss of this rank's slice of a batch, averaged like `mean_loss`.
+
+        Collective in every layout: each rank passes its data-parallel slice (pipeline stages
+        run the schedule forward only; only the last stages hold a loss)."""
+        if isinstance(model, PipelinedModule):
+            return self.mean_loss(model.eval_step(inputs, targets))
+        return self.mean_loss(loss_fn(model(inputs), targets))
+
     def mean_loss(self, loss: torch.Tensor | None) -> float:
         """The global-batch loss on every rank (averaged over replicas; pipeline: last stages)."""
         value = torch.zeros((), device=self.device) if loss is None else loss.detach().float()

@@ -86,17 +86,17 @@ def check_hyperparameters(hp: dict[str, Any], ctx: RuntimeContext) -> None:
         raise InvalidContextError(f"n_head must be divisible by tensorParallel={tp}")
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, data: CharData, ctx: RuntimeContext, batches: int = 4) -> float:
-    """Mean val loss on fixed batches (not available for pipeline stages: returns nan)."""
-    if ctx.job.parallelism.layout == "pipeline":
-        return math.nan
+    """Mean val loss on fixed global batches, the same on every rank, in every layout.
+
+    Collective: each data-parallel replica evaluates its slice (pipeline: forward-only schedule)."""
     gen = torch.Generator().manual_seed(1234)
     size = int(ctx.hyperparameters.get("batch_size", 8))
     losses = []
     for _ in range(batches):
         x, y = data.batch(size, "val", gen)
-        losses.append(float(lm_loss(model(x.to(ctx.device)), y.to(ctx.device))))
+        x, y = shard(x, ctx).to(ctx.device), shard(y, ctx).to(ctx.device)
+        losses.append(ctx.eval_loss(model, x, y, lm_loss))
     return sum(losses) / len(losses)
 
 
@@ -135,7 +135,7 @@ def train(ctx: RuntimeContext) -> Result:
             metrics["loss"] = ctx.mean_loss(loss)
             metrics["grad_norm"] = ctx.grad_norm(model)
             losses.append(metrics["loss"])
-        if eval_every and step % eval_every == 0 and ctx.job.parallelism.layout != "pipeline":
+        if eval_every and step % eval_every == 0:
             ctx.set_phase("evaluating")
             metrics["val_loss"] = evaluate(model, data, ctx)
             ctx.set_phase("training")
