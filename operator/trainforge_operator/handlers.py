@@ -40,6 +40,26 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+# The pod watch asks the apiserver for worker pods only. The handler's `labels=` filter below is
+# applied by kopf client-side, after every pod in the watched namespaces has been sent, decoded and
+# processed; on a shared cluster that is mostly other teams' pods.
+WORKER_POD_SELECTOR = f"{LABEL_MANAGED}={MANAGED_BY},{LABEL_JOB}"
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings: storage that never writes to our objects, watch timeouts, pod selector."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = NoDiffBase()
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 310
+    settings.watching.connect_timeout = 30
+    settings.watching.reconnect_backoff = 2.0
+    settings.watching.label_selectors["", "v1", "pods"] = WORKER_POD_SELECTOR
+    settings.networking.request_timeout = 60
+    settings.posting.level = logging.WARNING
+
+
 def _controller(memo: Any) -> Controller:
     controller = memo.get("controller")
     if not isinstance(controller, Controller):
@@ -53,15 +73,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if not isinstance(config, OperatorConfig):
         config = OperatorConfig()
         memo["config"] = config
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = NoDiffBase()
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 310
-    settings.watching.connect_timeout = 30
-    settings.watching.reconnect_backoff = 2.0
-    settings.networking.request_timeout = 60
-    settings.posting.level = logging.WARNING
+    configure(settings)
     if not isinstance(memo.get("controller"), Controller):
         load_kube_config()
         api = KubeApi(pool_size=config.api_concurrency)

@@ -9,7 +9,8 @@
   `pipeline_stage(stage, num_stages) -> nn.Module`, returning the part that stage runs (first stage
   takes the inputs, last stage returns the logits). Stages run a GPipe schedule over
   `microbatches` (hyperparameter, default = pipelineStages); data-parallel replicas of a stage
-  average gradients with an all-reduce.
+  average gradients with an all-reduce. `ctx.forward_backward` trains through the schedule and
+  `ctx.eval_loss` evaluates through it forward only, so trainers write one loop for all layouts.
 
 Ranks are laid out with the model-parallel dimension innermost: rank = dp_rank * mp + mp_rank,
 so tensor-parallel peers share a node when procsPerNode >= tensorParallel.
