@@ -35,6 +35,10 @@ test-runtime: venv ## real multi-process torch.distributed (gloo, CPU) for every
 	hack/build-minio.sh >/dev/null
 	$(PY) -m pytest tests/runtime -q
 
+test-gpu: venv ## GPU-only tests (-m gpu; deselected everywhere else); fails without a CUDA GPU
+	@$(PY) -c "import sys, torch; torch.cuda.is_available() or sys.exit('test-gpu needs a CUDA GPU: torch.cuda.is_available() is False on this machine')"
+	$(PY) -m pytest tests -q -m gpu
+
 test-integration: venv ## operator against a real control plane with kwok GPU nodes
 	$(PY) -m pytest tests/integration -q
 
@@ -73,4 +77,4 @@ bench: venv ## benchmarks (control plane: the floor first, then the operator); r
 tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
-.PHONY: prefetch tools lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
+.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
