@@ -40,6 +40,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 from prometheus_client.parser import text_string_to_metric_families
+from trainforge_operator.kube import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
@@ -373,7 +374,7 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
     Reads the raw JSON lines: building V1Pod models costs milliseconds per event, and 1,600
     events of that in this process would delay the very sightings being timed."""
     while not stop.is_set():
-        listing = _raw(
+        listing = read_json(
             core.list_namespaced_pod(NAMESPACE, label_selector=JOB_LABEL, _preload_content=False)
         )
         now = time.monotonic()
@@ -402,13 +403,6 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
             time.sleep(0.5)  # stream cut: list again (sightings keep their first time)
         finally:
             resp.release_conn()
-
-
-def _raw(resp: Any) -> Any:
-    try:
-        return json.loads(resp.data)
-    finally:
-        resp.release_conn()
 
 
 def create_jobs(custom: k8s.CustomObjectsApi, obs: Observations, jobs: int, workers: int) -> None:

@@ -37,7 +37,7 @@ def load_kube_config() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
-def _json(resp: Any) -> Obj:
+def read_json(resp: Any) -> Obj:
     """Parse a raw response; reading the whole body also returns its connection to the pool."""
     data = json.loads(resp.data)
     return data if isinstance(data, dict) else {}
@@ -90,7 +90,7 @@ class KubeApi:
                 return None
             self._error("get", PLURAL, err)
             raise
-        return _json(resp)
+        return read_json(resp)
 
     def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object (the uid label excludes a deleted namesake's pods)."""
@@ -103,7 +103,7 @@ class KubeApi:
         except ApiException as err:
             self._error("list", "pods", err)
             raise
-        items = _json(resp).get("items") or []
+        items = read_json(resp).get("items") or []
         return [p for p in items if isinstance(p, dict)]
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
@@ -129,7 +129,7 @@ class KubeApi:
                 return None
             self._error("get", "configmaps", err)
             raise
-        data = _json(resp).get("data") or {}
+        data = read_json(resp).get("data") or {}
         return {str(k): str(v) for k, v in data.items()}
 
     def update_configmap(self, obj: Obj) -> None:
@@ -203,7 +203,7 @@ class KubeApi:
                 return None
             self._error("update", PLURAL + "/status", err)
             raise
-        return _json(resp)
+        return read_json(resp)
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

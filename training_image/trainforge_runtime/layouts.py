@@ -156,30 +156,27 @@ class PipelinedModule(nn.Module):
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """Run the schedule; the last stage returns the mean microbatch loss, others None."""
-        topo = self.topo
-        losses: list[torch.Tensor] = []
-        if topo.is_first_stage:
-            self.schedule.step(inputs)
-        elif topo.is_last_stage:
-            self.schedule.step(target=targets, losses=losses)
-        else:
-            self.schedule.step()
-        if topo.dp_size > 1:
-            _allreduce_grads(self.stage_module, topo.mesh["dp"].get_group())
-        if not losses:
-            return None
-        return torch.stack([loss.detach() for loss in losses]).mean()
+        loss = self._run_schedule(self.schedule.step, inputs, targets)
+        if self.topo.dp_size > 1:
+            _allreduce_grads(self.stage_module, self.topo.mesh["dp"].get_group())
+        return loss
 
     def eval_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """Forward only, through the same schedule; the last stage returns the mean loss."""
-        topo = self.topo
+        return self._run_schedule(self.schedule.eval, inputs, targets)
+
+    def _run_schedule(
+        self, run: Callable[..., Any], inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor | None:
+        """One pass of `run` (schedule.step or .eval) with what this stage feeds it: inputs on
+        the first stage, targets on the last; the mean microbatch loss on the last stage."""
         losses: list[torch.Tensor] = []
-        if topo.is_first_stage:
-            self.schedule.eval(inputs)
-        elif topo.is_last_stage:
-            self.schedule.eval(target=targets, losses=losses)
+        if self.topo.is_first_stage:
+            run(inputs)
+        elif self.topo.is_last_stage:
+            run(target=targets, losses=losses)
         else:
-            self.schedule.eval()
+            run()
         return torch.stack([loss.detach() for loss in losses]).mean() if losses else None
 
 
