@@ -19,13 +19,14 @@ COPY pyproject.toml README.md /src/
 RUN python -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
 print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' > /tmp/req.txt \
     && python -m pip install ${PIP_ARGS} -r /tmp/req.txt && rm /tmp/req.txt
-# The operator imports trainforge_runtime's contract, exit codes and progress helpers (pydantic
-# and the standard library only, no torch), so both packages go in.
+# The operator and the contract package it shares with the workers (pure pydantic); the worker
+# runtime is not in this image.
+COPY api/ /src/api/
 COPY operator/ /src/operator/
-COPY training_image/trainforge_runtime/ /src/training_image/trainforge_runtime/
-RUN python -m pip install ${PIP_ARGS} --no-deps /src \
+RUN mkdir -p /src/training_image/trainforge_runtime \
+    && python -m pip install ${PIP_ARGS} --no-deps /src \
     && rm -rf /src \
-    && python -c "import kopf, kubernetes, trainforge_operator.main, trainforge_runtime.contract" \
+    && python -c "import kopf, kubernetes, trainforge_operator.main, trainforge_api.context" \
     && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
 
 # A passwd entry for the runtime uid: kopf derives its peering identity from getpass.getuser().

@@ -17,8 +17,8 @@ $(VENV_STAMP): pyproject.toml
 venv: $(VENV_STAMP) ## create .venv with the operator, runtime and dev extras
 
 lint: venv ## ruff and mypy (strict on the operator)
-	$(PY) -m ruff check operator training_image tests hack bench
-	$(PY) -m ruff format --check operator training_image tests hack bench
+	$(PY) -m ruff check api operator training_image tests hack bench
+	$(PY) -m ruff format --check api operator training_image tests hack bench
 	$(PY) -m mypy
 
 crds: venv ## regenerate crds/ and the chart's CRD copy from the pydantic models

@@ -40,6 +40,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 from prometheus_client.parser import text_string_to_metric_families
+
 from trainforge_operator.kube import read_json
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,10 +20,12 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
+
+from trainforge_api.base import GROUP, VERSION
+from trainforge_api.context import parse_spec
+from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import builders
-from trainforge_operator.api import GROUP, PLURAL, VERSION
 from trainforge_operator.config import OperatorConfig, load_config
-from trainforge_operator.jobcontext import parse_spec
 from trainforge_operator.kube import KubeApi
 
 

@@ -112,7 +112,7 @@ class RuntimeLoop:
 
 
 def worker(rank: int, args: argparse.Namespace, port: int, queue: Any) -> None:
-    from trainforge_runtime.contract import JobContext
+    from trainforge_api.context import JobContext
     from trainforge_runtime.runtime import RuntimeContext
 
     os.environ.update(

@@ -5,7 +5,7 @@ Writes `crds/trainingjobs.trainforge.io.yaml`, the chart's identical copy under
 `charts/trainforge/files/crds/` (rendered by a chart template, so `crds.enabled` governs it),
 and the generated field tables in `docs/api-reference.md`.
 `make verify` regenerates and fails on drift, so edit the models in
-`operator/trainforge_operator/api.py` (or the CEL rules in `crd.py`), never the YAML.
+`api/trainforge_api/trainingjob.py` (or the rules in `api/trainforge_api/rules.py`), never the YAML.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "training_image")]
+sys.path[:0] = [str(ROOT / "api"), str(ROOT / "operator"), str(ROOT / "training_image")]
 
 from trainforge_operator.crd import build_crd, render_yaml, update_reference  # noqa: E402
 

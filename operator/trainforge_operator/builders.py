@@ -12,11 +12,19 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from trainforge_runtime import contract
-
-from trainforge_operator.api import API_VERSION, KIND, TrainingJobSpec
+from trainforge_api.base import API_VERSION
+from trainforge_api.context import (
+    CONTEXT_PATH,
+    ENV_ATTEMPT,
+    ENV_CONTEXT_FILE,
+    ENV_POD_NAME,
+    ENV_S3_ENDPOINT,
+    MASTER_PORT,
+    job_context_from_spec,
+    master_addr,
+)
+from trainforge_api.trainingjob import KIND, TrainingJobSpec
 from trainforge_operator.config import DEFAULT_GPU_RESOURCE, OperatorConfig
-from trainforge_operator.jobcontext import MASTER_PORT, job_context_from_spec, master_addr
 
 Obj = dict[str, Any]
 
@@ -46,9 +54,9 @@ RESERVED_ENV = frozenset(
         "PET_NPROC_PER_NODE",
         "PET_MASTER_ADDR",
         "PET_MASTER_PORT",
-        contract.ENV_ATTEMPT,
-        contract.ENV_POD_NAME,
-        contract.ENV_CONTEXT_FILE,
+        ENV_ATTEMPT,
+        ENV_POD_NAME,
+        ENV_CONTEXT_FILE,
     }
 )
 LAUNCHER = ["python", "-m", "trainforge_runtime.launch"]
@@ -158,15 +166,13 @@ def _env(job: JobRef, spec: TrainingJobSpec, index: int, attempt: int) -> list[O
         "PET_NPROC_PER_NODE": str(procs),
         "PET_MASTER_ADDR": addr,
         "PET_MASTER_PORT": str(MASTER_PORT),
-        contract.ENV_ATTEMPT: str(attempt),
-        contract.ENV_CONTEXT_FILE: contract.CONTEXT_PATH,
+        ENV_ATTEMPT: str(attempt),
+        ENV_CONTEXT_FILE: CONTEXT_PATH,
     }
     env: list[Obj] = [{"name": k, "value": v} for k, v in pairs.items()]
-    env.append(
-        {"name": contract.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-    )
+    env.append({"name": ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
     if spec.artifacts.s3_endpoint:
-        env.append({"name": contract.ENV_S3_ENDPOINT, "value": spec.artifacts.s3_endpoint})
+        env.append({"name": ENV_S3_ENDPOINT, "value": spec.artifacts.s3_endpoint})
     secret = spec.artifacts.credentials_secret
     if secret is not None:
         for var, key in (

@@ -5,8 +5,8 @@ Kubernetes wants a *structural* OpenAPI v3 schema. `structural()` inlines refere
 `null` alternatives (the API server prunes nulls of non-nullable fields, so CEL sees them as
 absent), marks free-form maps `x-kubernetes-preserve-unknown-fields`, and gives every optional
 nested object a default built from its fields' defaults, so CEL rules always see complete
-objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`) and mirror
-`api.spec_problems`.
+objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`) taken from
+`trainforge_api.rules`, the table the operator and the runtime check too.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import json
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from trainforge_operator import api
+from trainforge_api import rules, trainingjob
+from trainforge_api.base import GROUP, VERSION
 
 Schema = dict[str, Any]
 
@@ -35,72 +37,9 @@ _KEEP = {
     "format",
 }
 
-# procsPerNode with its default (resources.gpus, or 1 without GPUs), as a CEL expression on spec.
-_PROCS = (
-    "(has(self.parallelism.procsPerNode) ? self.parallelism.procsPerNode : "
-    "(self.resources.gpus > 0 ? self.resources.gpus : 1))"
-)
-_SUSPENDED = "(self.runPolicy.suspend || oldSelf.runPolicy.suspend)"
-
-PARALLELISM_RULES: list[Schema] = [
-    {
-        "rule": f"self.layout != '{layout}' || ({cond})",
-        "message": f"spec.parallelism: {api.LAYOUT_RULES[layout]}",
-        "reason": "FieldValueInvalid",
-    }
-    for layout, cond in [
-        ("data", "self.tensorParallel == 1 && self.pipelineStages == 1"),
-        ("fsdp", "self.pipelineStages == 1"),
-        ("pipeline", "self.pipelineStages >= 2"),
-        ("tensor", "self.tensorParallel >= 2"),
-    ]
-]
-
-SPEC_RULES: list[Schema] = [
-    {
-        "rule": f"(self.parallelism.nodes * {_PROCS}) % "
-        "(self.parallelism.tensorParallel * self.parallelism.pipelineStages) == 0",
-        "message": "spec.parallelism: tensorParallel x pipelineStages must divide the world size "
-        "nodes x procsPerNode (procsPerNode defaults to resources.gpus, or 1)",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": "self.runPolicy.maxRestartBackoffSeconds >= self.runPolicy.restartBackoffSeconds",
-        "message": "spec.runPolicy: maxRestartBackoffSeconds must be >= restartBackoffSeconds",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": f"{_SUSPENDED} || (self.parallelism == oldSelf.parallelism && "
-        "self.resources == oldSelf.resources && self.nodePool == oldSelf.nodePool)",
-        "message": "spec.parallelism, spec.resources and spec.nodePool are immutable unless the "
-        "job is suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
-        "reason": "FieldValueForbidden",
-    },
-    {
-        "rule": f"{_SUSPENDED} || (self.image == oldSelf.image && "
-        "self.command == oldSelf.command && self.args == oldSelf.args)",
-        "message": "spec.image, spec.command and spec.args are immutable unless the job is "
-        "suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
-        "reason": "FieldValueForbidden",
-    },
-]
-
-_NAME_BUDGET = api.MAX_POD_NAME - len(api.WORKER_SUFFIX)
-ROOT_RULES: list[Schema] = [
-    {
-        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-        "message": "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', "
-        "starting with a letter (it names the headless Service)",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": f"size(self.metadata.name) + size(string(self.spec.parallelism.nodes - 1)) "
-        f"<= {_NAME_BUDGET}",
-        "message": "metadata.name is too long: '<name>-worker-<nodes-1>' must fit in 63 "
-        "characters (at most 54 characters for up to 10 nodes); choose a shorter name",
-        "reason": "FieldValueInvalid",
-    },
-]
+PARALLELISM_RULES: list[Schema] = [r.crd() for r in rules.PARALLELISM_RULES]
+SPEC_RULES: list[Schema] = [r.crd() for r in rules.SPEC_RULES] + rules.TRANSITION_RULES
+ROOT_RULES: list[Schema] = [r.crd() for r in rules.METADATA_RULES]
 
 # Fields compared by the immutability rules get defaults so `self.x == oldSelf.x` never reads an
 # absent field (CEL errors with "no such key" instead of comparing).
@@ -171,13 +110,13 @@ def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     return out
 
 
-def _model_schema(model: type[api._Model]) -> Schema:
+def _model_schema(model: type[BaseModel]) -> Schema:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     return structural(raw, raw.get("$defs", {}))
 
 
 def spec_schema() -> Schema:
-    schema = _model_schema(api.TrainingJobSpec)
+    schema = _model_schema(trainingjob.TrainingJobSpec)
     schema["description"] = "Desired state: what to run, how it is parallelised, its policies."
     for field, default in _SPEC_DEFAULTS.items():
         schema["properties"][field]["default"] = default
@@ -187,7 +126,7 @@ def spec_schema() -> Schema:
 
 
 def status_schema() -> Schema:
-    schema = _model_schema(api.TrainingJobStatus)
+    schema = _model_schema(trainingjob.TrainingJobStatus)
     schema["description"] = "Observed state, written by the operator."
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
@@ -236,23 +175,23 @@ def build_crd() -> Schema:
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{api.PLURAL}.{api.GROUP}",
+            "name": f"{trainingjob.PLURAL}.{GROUP}",
             "labels": {"app.kubernetes.io/part-of": "trainforge"},
         },
         "spec": {
-            "group": api.GROUP,
+            "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": api.KIND,
-                "listKind": f"{api.KIND}List",
-                "plural": api.PLURAL,
-                "singular": api.SINGULAR,
-                "shortNames": api.SHORT_NAMES,
-                "categories": api.CATEGORIES,
+                "kind": trainingjob.KIND,
+                "listKind": f"{trainingjob.KIND}List",
+                "plural": trainingjob.PLURAL,
+                "singular": trainingjob.SINGULAR,
+                "shortNames": trainingjob.SHORT_NAMES,
+                "categories": trainingjob.CATEGORIES,
             },
             "versions": [
                 {
-                    "name": api.VERSION,
+                    "name": VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
@@ -265,9 +204,7 @@ def build_crd() -> Schema:
 
 
 def render_yaml(crd: Schema) -> str:
-    header = (
-        "# Generated by hack/gen_crds.py from operator/trainforge_operator/api.py. DO NOT EDIT.\n"
-    )
+    header = "# Generated by hack/gen_crds.py from api/trainforge_api. DO NOT EDIT.\n"
     return header + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
 
 
@@ -320,7 +257,7 @@ def render_reference(crd: Schema) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    rules = [
+    rule_rows = [
         f"| `{esc(r['rule'])}` | {esc(r['message'])} |"
         for r in root["x-kubernetes-validations"]
         + root["properties"]["spec"]["x-kubernetes-validations"]
@@ -342,7 +279,7 @@ def render_reference(crd: Schema) -> str:
         "",
         "| Rule | Message |",
         "|---|---|",
-        *rules,
+        *rule_rows,
         REFERENCE_END,
     ]
     return "\n".join(parts)

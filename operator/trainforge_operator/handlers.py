@@ -15,7 +15,8 @@ from typing import Any
 
 import kopf
 
-from trainforge_operator.api import GROUP, PLURAL, VERSION
+from trainforge_api.base import GROUP, VERSION
+from trainforge_api.trainingjob import PLURAL
 from trainforge_operator.builders import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller

@@ -19,8 +19,9 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from trainforge_api.base import GROUP, VERSION
+from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import metrics
-from trainforge_operator.api import GROUP, PLURAL, VERSION
 from trainforge_operator.builders import LABEL_JOB, LABEL_UID
 from trainforge_operator.reconcile import Event
 

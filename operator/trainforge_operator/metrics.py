@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from trainforge_operator.api import Phase
+from trainforge_api.trainingjob import Phase
 
 PHASES: tuple[Phase, ...] = (
     "Pending",

@@ -7,13 +7,12 @@ runtime failure) and 128+N (killed by a signal) retry, every other non-zero code
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from trainforge_runtime.exitcodes import PEER_FAILURE, TRANSIENT
-
-from trainforge_operator.api import RunPolicy
+from trainforge_api import termination
+from trainforge_api.exitcodes import TRANSIENT
+from trainforge_api.trainingjob import RunPolicy
 
 Obj = dict[str, Any]
 FailureClass = Literal["retryable", "permanent"]
@@ -103,28 +102,18 @@ def pod_failure(pod: Obj) -> PodFailure | None:
     if signal is None and isinstance(code, int) and code > 128:
         signal = code - 128
     text = term.get("message") or status.get("message") or ""
-    reported = _json_object(text)
+    reported = termination.decode(text)
     return PodFailure(
         pod=name,
         container=term.get("name", ""),
         exit_code=code,
         signal=signal,
         reason=term.get("reason") or status.get("reason") or "Error",
-        message=_short_message(text, reported),
+        message=termination.describe(text, reported),
         finished_at=term.get("finishedAt") or "",
         disrupted=disrupted,
-        peer_fallout=reported.get("exitReason") == PEER_FAILURE,
+        peer_fallout=termination.is_peer_fallout(reported),
     )
-
-
-def _short_message(message: str, data: Obj) -> str:
-    """The termination message; for the runtime's JSON summary (`data`, parsed from it),
-    `exitReason: message` (the error itself, e.g. the exception a user's code raised), not the
-    whole JSON document."""
-    if not data.get("exitReason"):
-        return message[:512]
-    detail = str(data.get("message") or "").strip()
-    return (f"{data['exitReason']}: {detail}" if detail else str(data["exitReason"]))[:512]
 
 
 def classify(failure: PodFailure, policy: RunPolicy) -> FailureClass:
@@ -164,13 +153,4 @@ def termination_summary(pod: Obj) -> Obj | None:
     term = terminated_state(pod)
     if not term or not term.get("message"):
         return None
-    return _json_object(term["message"]) or None
-
-
-def _json_object(text: Any) -> Obj:
-    """A JSON object from a termination message, or {} for anything else (plain text too)."""
-    try:
-        data = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    return termination.decode(term["message"]) or None

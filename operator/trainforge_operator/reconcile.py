@@ -14,10 +14,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainforge_runtime.progress import percent_done
-
-from trainforge_operator import builders
-from trainforge_operator.api import (
+from trainforge_api.context import InvalidSpecError, parse_spec
+from trainforge_api.progress import percent_done
+from trainforge_api.trainingjob import (
     TERMINAL_PHASES,
     ArtifactSummary,
     Finding,
@@ -27,8 +26,8 @@ from trainforge_operator.api import (
     TrainingJobSpec,
     TrainingJobStatus,
 )
+from trainforge_operator import builders
 from trainforge_operator.config import OperatorConfig
-from trainforge_operator.jobcontext import InvalidSpecError, parse_spec
 from trainforge_operator.policies import (
     PodFailure,
     backoff_seconds,

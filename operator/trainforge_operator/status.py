@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from trainforge_operator.api import Condition, Finding, Progress, WorkerCounts
+from trainforge_api.trainingjob import Condition, Finding, Progress, WorkerCounts
 
 Obj = dict[str, Any]
 

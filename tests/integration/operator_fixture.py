@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config import kube_config as k8s_kube_config
 from tf_controlplane import ControlPlane
+
 from trainforge_operator.config import NodePool, OperatorConfig
 from trainforge_operator.controller import Controller
 from trainforge_operator.kube import KubeApi

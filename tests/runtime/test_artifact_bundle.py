@@ -17,9 +17,10 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 from torch import nn
+
+from trainforge_api.context import JobContext
+from trainforge_api.termination import encode
 from trainforge_runtime.artifacts import verify_upload
-from trainforge_runtime.contract import JobContext
-from trainforge_runtime.launch import termination_message
 from trainforge_runtime.metrics import WorkerMetrics
 from trainforge_runtime.runtime import RuntimeContext, merge_pipeline_stages, split_metrics
 
@@ -97,7 +98,7 @@ def test_finish_writes_bundle_metadata_and_manifest(
     assert summary["artifacts"]["files"] == len(listed)
 
 
-def test_nan_metrics_make_strict_json_summary_and_termination_message(
+def test_nan_metrics_make_strict_json_summary_and_encode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = make_ctx(tmp_path, monkeypatch)
@@ -105,7 +106,7 @@ def test_nan_metrics_make_strict_json_summary_and_termination_message(
     text = (tmp_path / "run" / "summary-rank0.json").read_text()
     strict = json.loads(text, parse_constant=pytest.fail)  # NaN/Infinity literals would fail
     assert strict["metrics"] == {"loss": None, "val_loss": None, "accuracy": 0.5}
-    message = termination_message({"metrics": {"loss": -math.inf}, "exitReason": "X"}, 1)
+    message = encode({"metrics": {"loss": -math.inf}, "exitReason": "X"}, 1)
     assert json.loads(message, parse_constant=pytest.fail)["metrics"] == {"loss": None}
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from trainforge_runtime.artifacts import (
     ArtifactUploadError,
     build_model_bundle,

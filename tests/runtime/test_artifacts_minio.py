@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import s3fs
 from minio_fixture import PASSWORD, USER, MinioServer, minio, minio_factory  # noqa: F401
+
 from trainforge_runtime import artifacts
 from trainforge_runtime.artifacts import ArtifactUploadError, upload_artifacts
 

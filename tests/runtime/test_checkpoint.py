@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from trainforge_runtime.checkpoint import CheckpointError, CheckpointManager
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from minio_fixture import MinioServer, minio, minio_factory  # noqa: F401
+
 from trainforge_runtime.artifacts import open_fs
 from trainforge_runtime.checkpoint import CheckpointManager
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from trainforge_runtime.checkpoint import CheckpointManager
 
 STEPS, EVERY, CRASH_AT, WORLD = 10, 3, 7, 2

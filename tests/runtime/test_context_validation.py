@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from runtime_helpers import launcher_env, make_context
+
+from trainforge_api.context import JobContext
+from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.config import validate_context
-from trainforge_runtime.contract import JobContext
-from trainforge_runtime.exitcodes import InvalidContextError
 
 
 def launch(ctx: dict, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -28,10 +30,11 @@ def test_tensor_world_not_divisible_exits_64(tmp_path: Path) -> None:
     ctx = make_context(layout="tensor", nproc=3, tensorParallel=2)
     proc = launch(ctx, tmp_path)
     assert proc.returncode == 64
-    assert "not divisible by tensorParallel x pipelineStages = 2" in proc.stderr
+    assert "tensorParallel x pipelineStages must divide the world size" in proc.stderr
+    assert "nodes 1 x procsPerNode 3 = 3; tensorParallel 2 x pipelineStages 1 = 2" in proc.stderr
     term = json.loads((tmp_path / "termination.json").read_text())
     assert term["exitReason"] == "InvalidContext"
-    assert "divisible" in term["message"]
+    assert "must divide the world size" in term["message"]
 
 
 def test_pipeline_needs_two_stages_exits_64(tmp_path: Path) -> None:
@@ -71,14 +74,19 @@ def test_bad_hyperparameter_in_worker_exits_64(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("parallelism", "needle"),
     [
-        ({"layout": "data", "tensorParallel": 2, "procsPerNode": 2}, "needs layout 'tensor'"),
-        ({"layout": "fsdp", "pipelineStages": 2, "procsPerNode": 2}, "needs layout 'pipeline'"),
-        ({"layout": "tensor", "tensorParallel": 4, "procsPerNode": 2}, "not divisible"),
+        ({"layout": "data", "tensorParallel": 2, "procsPerNode": 2}, "layout data (DDP)"),
+        ({"layout": "fsdp", "pipelineStages": 2, "procsPerNode": 2}, "layout fsdp shards"),
+        ({"layout": "fsdp", "tensorParallel": 2, "procsPerNode": 2}, "layout fsdp shards"),
+        (
+            {"layout": "tensor", "tensorParallel": 2, "pipelineStages": 2, "procsPerNode": 4},
+            "layout tensor needs tensorParallel >= 2 and pipelineStages: 1",
+        ),
+        ({"layout": "tensor", "tensorParallel": 4, "procsPerNode": 2}, "must divide the world"),
     ],
 )
 def test_validate_context_rejects(parallelism: dict, needle: str) -> None:
     ctx = JobContext.model_validate(
         {"job": {"name": "x"}, "command": ["python"], "parallelism": parallelism}
     )
-    with pytest.raises(InvalidContextError, match=needle):
+    with pytest.raises(InvalidContextError, match=re.escape(needle)):
         validate_context(ctx)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from trainforge_runtime.faults import FaultSpec, find_fault, parse_faults
 
 

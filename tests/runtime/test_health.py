@@ -6,7 +6,8 @@ import math
 from collections.abc import Iterable, Mapping
 
 import pytest
-from trainforge_runtime.contract import HealthRule
+
+from trainforge_api.trainingjob import HealthRule
 from trainforge_runtime.health import Finding, HealthMonitor, HealthStop, resolve_params
 
 Series = Iterable[Mapping[str, float]]

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from metric_names import WORKER_GAUGES
 from runtime_helpers import SCRIPTS, free_port_range, launcher_env, make_context, run_launcher
 
 EXPECTED_GAUGES = [  # the series hold_trainer sets
@@ -24,13 +25,9 @@ EXPECTED_GAUGES = [  # the series hold_trainer sets
     "trainforge_samples_per_second",
     "trainforge_total_steps",
 ]
-# never set by hold_trainer on CPU: no series at all (a 0 would read as a real value)
-UNSET_GAUGES = [
-    "trainforge_train_epoch",
-    "trainforge_tokens_per_second",
-    "trainforge_gpu_utilization_ratio",
-    "trainforge_gpu_memory_used_bytes",
-]
+# every other gauge the runtime exports is never set by hold_trainer on CPU: no series at all (a 0
+# would read as a real value)
+UNSET_GAUGES = sorted(WORKER_GAUGES - set(EXPECTED_GAUGES))
 
 
 def labels_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from runtime_helpers import REPO, free_port_range
 
 
 def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "training_image"), str(REPO / "operator")])
+    # The runtime and its contract package only: local mode never needs the operator.
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "training_image"), str(REPO / "api")])
     return subprocess.run(
         ["nice", "-n", "5", sys.executable, "-m", "trainforge_runtime.cli", *args],
         cwd=tmp_path,
@@ -78,13 +80,29 @@ def assert_model_bundle(dest: Path) -> None:
     assert not (dest / "model.safetensors").exists()  # the old ad-hoc copy is gone
 
 
-def test_local_mode_rejects_bad_spec_with_64(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("parallelism", "fragment"),
+    [
+        ("{layout: tensor, nodes: 1, procsPerNode: 3, tensorParallel: 2}", "must divide the world"),
+        # Both once passed the API server and the operator, then every rank exited 64.
+        ("{layout: fsdp, nodes: 2, tensorParallel: 2}", "layout fsdp shards the model"),
+        (
+            "{layout: tensor, nodes: 4, tensorParallel: 2, pipelineStages: 2}",
+            "layout tensor needs tensorParallel >= 2 and pipelineStages: 1",
+        ),
+    ],
+    ids=["world-not-divisible", "fsdp-with-tensor-parallel", "tensor-with-pipeline-stages"],
+)
+def test_local_mode_rejects_bad_spec_before_any_process(
+    tmp_path: Path, parallelism: str, fragment: str
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "apiVersion: trainforge.io/v1alpha1\nkind: TrainingJob\nmetadata: {name: bad}\n"
         "spec:\n  command: [python, -m, trainforge_runtime.trainers.gpt]\n"
-        "  parallelism: {layout: tensor, nodes: 1, procsPerNode: 3, tensorParallel: 2}\n"
+        f"  parallelism: {parallelism}\n"
     )
     proc = run_cli(["run", str(bad), "--local"], tmp_path)
     assert proc.returncode == 64
-    assert "must divide the world size" in proc.stderr
+    assert fragment in proc.stderr
+    assert not list(tmp_path.rglob("node-*.log")), "a launcher was started"

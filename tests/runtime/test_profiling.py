@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+
 from trainforge_runtime.profiling import NullProfiler, maybe_profiler
 
 

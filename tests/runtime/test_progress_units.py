@@ -6,8 +6,10 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from trainforge_runtime import exitcodes
-from trainforge_runtime.launch import MAX_TERMINATION_BYTES, pick_exit_code, termination_message
+
+from trainforge_api import exitcodes
+from trainforge_api.termination import MAX_BYTES, encode
+from trainforge_runtime.launch import pick_exit_code
 from trainforge_runtime.progress import ProgressTracker
 
 
@@ -47,14 +49,14 @@ def test_termination_message_fits_4k() -> None:
         "metrics": {f"m{i}": float(i) for i in range(400)},
         "findings": [{"rule": "nan_loss", "message": "x" * 300}] * 20,
     }
-    text = termination_message(summary, 0)
-    assert len(text.encode()) <= MAX_TERMINATION_BYTES
+    text = encode(summary, 0)
+    assert len(text.encode()) <= MAX_BYTES
     assert json.loads(text)["exitReason"] == "Succeeded"
 
 
 def test_termination_reason_follows_exit_code() -> None:
-    assert json.loads(termination_message({}, 143))["exitReason"] == "Terminated"
-    assert json.loads(termination_message({}, 137))["exitReason"] == "Signal9"
+    assert json.loads(encode({}, 143))["exitReason"] == "Terminated"
+    assert json.loads(encode({}, 137))["exitReason"] == "Signal9"
 
 
 def test_root_cause_prefers_permanent_codes() -> None:

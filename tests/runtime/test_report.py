@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from trainforge_runtime.health import Finding
 from trainforge_runtime.report import render_report
 

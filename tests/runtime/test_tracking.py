@@ -16,7 +16,8 @@ import pytest
 
 pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient
-from trainforge_runtime.contract import JobContext
+
+from trainforge_api.context import JobContext
 from trainforge_runtime.tracking import TAG_JOB_UID, MlflowTracker, flatten_params
 
 STARTUP_SECONDS = 300  # the server imports a lot; a busy 2-core CI machine needs minutes

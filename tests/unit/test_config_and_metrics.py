@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+
 from trainforge_operator import metrics
 from trainforge_operator.config import load_config
 from trainforge_operator.progress import AnnotationProgressSource

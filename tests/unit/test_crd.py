@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from trainforge_operator.crd import build_crd, render_yaml, update_reference
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from trainforge_operator.jobcontext import (
+
+from trainforge_api.context import (
     InvalidSpecError,
+    JobContext,
     job_context_from_manifest,
     parse_spec,
 )
-from trainforge_runtime.contract import JobContext
 
 from .conftest import make_job
 
@@ -61,7 +63,10 @@ def test_context_carries_health_rules_and_secret_reference_only() -> None:
             {"parallelism": {"layout": "tensor", "tensorParallel": 3, "nodes": 2}},
             "must divide the world size",
         ),
-        ({"parallelism": {"layout": "data", "tensorParallel": 2}}, "layout data needs"),
+        (
+                {"parallelism": {"layout": "data", "tensorParallel": 2}},
+                "layout data (DDP) replicates the whole model, so it needs tensorParallel: 1",
+            ),
         ({"parallelism": {"layout": "pipeline"}}, "layout pipeline needs pipelineStages >= 2"),
         (
             {"runPolicy": {"restartBackoffSeconds": 60, "maxRestartBackoffSeconds": 5}},
@@ -70,7 +75,7 @@ def test_context_carries_health_rules_and_secret_reference_only() -> None:
     ],
 )
 def test_invalid_specs_say_what_to_fix(spec: dict[str, object], fragment: str) -> None:
-    with pytest.raises(InvalidSpecError, match=fragment.replace(".", r"\.")):
+    with pytest.raises(InvalidSpecError, match=re.escape(fragment)):
         parse_spec(make_job(spec))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from trainforge_operator.api import RunPolicy
+
+from trainforge_api.trainingjob import RunPolicy
 from trainforge_operator.policies import backoff_seconds, classify, pod_failure, root_cause
 
 from .conftest import make_pod

@@ -3,7 +3,7 @@
 User API: `ctx = trainforge_runtime.init()` inside a process started by the launcher (or torchrun),
 then `ctx.parallelize(model)`, `ctx.step_end(step, loss=...)`, `ctx.finish(...)`. Wrap the main
 function with `trainforge_runtime.run(main)` to get the exit codes the operator understands.
-Torch is imported lazily so `trainforge_runtime.contract` stays cheap for the operator.
+Torch is imported lazily so `trainforge_api.context` stays cheap for the operator.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from trainforge_runtime.contract import JobContext
+    from trainforge_api.context import JobContext
     from trainforge_runtime.runtime import RuntimeContext
 
 __all__ = ["RuntimeContext", "init", "run"]

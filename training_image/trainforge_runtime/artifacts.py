@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .contract import ENV_S3_ENDPOINT
+from trainforge_api.context import ENV_S3_ENDPOINT
 
 if TYPE_CHECKING:
     import torch

@@ -25,14 +25,14 @@ from typing import Any
 
 import yaml
 
-from trainforge_runtime import exitcodes
+from trainforge_api import exitcodes
+from trainforge_api.context import ENV_ATTEMPT, ENV_CONTEXT_FILE, ENV_POD_NAME, JobContext
 from trainforge_runtime.config import (
     ENV_METRICS_PORT,
     ENV_RUN_DIR,
     ENV_TERMINATION_LOG,
     validate_context,
 )
-from trainforge_runtime.contract import ENV_ATTEMPT, ENV_CONTEXT_FILE, ENV_POD_NAME, JobContext
 
 
 def free_port() -> int:
@@ -55,7 +55,7 @@ def load_manifest(path: Path) -> dict[str, Any]:
 
 def build_local_context(manifest: dict[str, Any], out_dir: Path, keep_uris: bool) -> JobContext:
     """The operator's converter, then local-mode overrides (rendezvous, output URIs)."""
-    from trainforge_operator.jobcontext import InvalidSpecError, job_context_from_manifest
+    from trainforge_api.context import InvalidSpecError, job_context_from_manifest
 
     try:
         ctx = job_context_from_manifest(manifest)

@@ -13,8 +13,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from trainforge_runtime.contract import CONTEXT_PATH, ENV_ATTEMPT, ENV_CONTEXT_FILE, JobContext
-from trainforge_runtime.exitcodes import InvalidContextError
+from trainforge_api.context import (
+    CONTEXT_PATH,
+    ENV_ATTEMPT,
+    ENV_CONTEXT_FILE,
+    JobContext,
+    context_problems,
+)
+from trainforge_api.exitcodes import InvalidContextError
 
 ENV_RUN_DIR = "TRAINFORGE_RUN_DIR"  # where workers write summaries and the artifacts directory
 ENV_METRICS_PORT = "TRAINFORGE_METRICS_PORT"  # overrides metrics.port (local mode: one per node)
@@ -49,29 +55,11 @@ def load_context(path: Path | None = None) -> JobContext:
 
 
 def validate_context(ctx: JobContext) -> None:
-    """Reject parallelism settings that cannot map onto the world size."""
-    par = ctx.parallelism
-    world, tp, pp = par.world_size, par.tensor_parallel, par.pipeline_stages
-    if tp > 1 and par.layout != "tensor":
-        raise InvalidContextError(
-            f"tensorParallel={tp} needs layout 'tensor' (got '{par.layout}'): "
-            "set layout: tensor or tensorParallel: 1"
-        )
-    if pp > 1 and par.layout != "pipeline":
-        raise InvalidContextError(
-            f"pipelineStages={pp} needs layout 'pipeline' (got '{par.layout}'): "
-            "set layout: pipeline or pipelineStages: 1"
-        )
-    if par.layout == "pipeline" and pp < 2:
-        raise InvalidContextError("layout 'pipeline' needs pipelineStages >= 2")
-    if world % (tp * pp) != 0:
-        raise InvalidContextError(
-            f"world size {world} (nodes {par.nodes} x procsPerNode {par.procs_per_node}) is not "
-            f"divisible by tensorParallel x pipelineStages = {tp * pp}: change nodes, "
-            "procsPerNode, tensorParallel or pipelineStages"
-        )
-    if not ctx.command:
-        raise InvalidContextError("job context has an empty command: set spec.command")
+    """The job's cross-field rules (the same table the API server and the operator check), so a
+    context that could only fail inside torch is rejected before any process starts."""
+    problems = context_problems(ctx)
+    if problems:
+        raise InvalidContextError("; ".join(problems))
 
 
 def _env_int(name: str, default: int, *alts: str) -> int:

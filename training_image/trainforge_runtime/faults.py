@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .contract import ENV_FAULT
+from trainforge_api.context import ENV_FAULT
 
 log = logging.getLogger(__name__)
 

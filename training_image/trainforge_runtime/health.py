@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from .contract import HealthRule
+from trainforge_api.trainingjob import HealthRule
 
 log = logging.getLogger(__name__)
 

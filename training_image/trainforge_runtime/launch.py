@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -20,7 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from trainforge_runtime import exitcodes
+from trainforge_api import exitcodes, termination
+from trainforge_api.context import JobContext
 from trainforge_runtime.config import (
     DEFAULT_RUN_DIR,
     DEFAULT_TERMINATION_LOG,
@@ -29,11 +29,9 @@ from trainforge_runtime.config import (
     NodeEnv,
     load_context,
 )
-from trainforge_runtime.contract import JobContext
 
 log = logging.getLogger("trainforge.launch")
 
-MAX_TERMINATION_BYTES = 4096
 RDZV_TIMEOUT_S = int(os.environ.get("TRAINFORGE_RDZV_TIMEOUT", "900"))
 PERMANENT_FIRST = (exitcodes.INVALID_CONTEXT, exitcodes.HEALTH_STOP, exitcodes.UPLOAD_FAILED)
 
@@ -109,49 +107,6 @@ def read_summary(run_dir: Path, env: NodeEnv) -> dict[str, Any]:
     return {}
 
 
-def json_safe(obj: Any) -> Any:
-    """`obj` with NaN/±Inf floats as None: strict JSON readers reject a `NaN` literal."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def strict_dumps(obj: Any, **kwargs: Any) -> str:
-    """json.dumps that never emits NaN/Infinity (they become null)."""
-    return json.dumps(json_safe(obj), allow_nan=False, default=str, **kwargs)
-
-
-def termination_message(summary: dict[str, Any], code: int) -> str:
-    """Compact strict JSON within 4 KiB: drop findings, then metrics, until it fits."""
-    msg = {
-        "exitReason": summary.get("exitReason") or exitcodes.reason_for(code),
-        "exitCode": code,
-        "step": summary.get("step"),
-        "totalSteps": summary.get("totalSteps"),
-        "resumedFromStep": summary.get("resumedFromStep"),
-        "metrics": summary.get("metrics", {}),
-        "artifacts": summary.get("artifacts"),
-        "findings": summary.get("findings", [])[-10:],
-    }
-    if code != 0 and summary.get("exitReason") == "Succeeded":
-        msg["exitReason"] = exitcodes.reason_for(code)
-    if summary.get("exitReason") == exitcodes.PEER_FAILURE and code != exitcodes.TRANSIENT:
-        msg["exitReason"] = exitcodes.reason_for(code)  # another local rank was the culprit
-    if summary.get("message"):
-        msg["message"] = summary["message"]
-    for drop in (None, "findings", "message", "metrics", "artifacts"):
-        if drop:
-            msg.pop(drop, None)
-        text = strict_dumps(msg, separators=(",", ":"))
-        if len(text.encode()) <= MAX_TERMINATION_BYTES:
-            return text
-    return text[:MAX_TERMINATION_BYTES]
-
-
 def write_termination_log(text: str) -> None:
     """Best effort: outside Kubernetes the path usually is not writable, and that is fine."""
     path = Path(os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG))
@@ -189,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         env = NodeEnv.from_env(ctx)
     except exitcodes.InvalidContextError as exc:
         print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
-        write_termination_log(termination_message({"message": exc.message}, exc.code))
+        write_termination_log(termination.encode({"message": exc.message}, exc.code))
         return exc.code
     run_dir = prepare_run_dir(ctx)
     log.info(
@@ -203,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         env.attempt,
     )
     code = run_agent(ctx, env)
-    write_termination_log(termination_message(read_summary(run_dir, env), code))
+    write_termination_log(termination.encode(read_summary(run_dir, env), code))
     log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
     return code
 

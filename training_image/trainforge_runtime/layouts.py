@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from trainforge_runtime.exitcodes import InvalidContextError
+from trainforge_api.exitcodes import InvalidContextError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -79,16 +79,34 @@ def build_topology(
     """Create the device mesh for the layout (needs an initialised process group)."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    mp = tp if layout == "tensor" else pp if layout == "pipeline" else 1
-    topo = Topology(layout, rank, world_size, mp, device)
-    if not dist.is_initialized():
-        return topo
-    if layout in ("tensor", "pipeline"):
-        names = ("dp", "tp" if layout == "tensor" else "pp")
-        topo.mesh = init_device_mesh(device.type, (world_size // mp, mp), mesh_dim_names=names)
-    else:
-        topo.mesh = init_device_mesh(device.type, (world_size,), mesh_dim_names=("dp",))
+    shape, names = mesh_shape(layout, world_size, tp, pp)
+    topo = Topology(layout, rank, world_size, shape[-1] if len(shape) == 2 else 1, device)
+    if dist.is_initialized():
+        topo.mesh = init_device_mesh(device.type, shape, mesh_dim_names=names)
     return topo
+
+
+def mesh_shape(
+    layout: str, world_size: int, tp: int, pp: int
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The device mesh this runtime builds for a layout: ("dp",) for data and fsdp, ("dp", "tp")
+    or ("dp", "pp") for tensor and pipeline. A degree the layout would not use, or one that does
+    not divide the world, cannot become a mesh (the job's rules reject such specs at apply)."""
+    own = {"tensor": tp, "pipeline": pp}.get(layout, 1)
+    unused = {"tensorParallel": tp, "pipelineStages": pp}
+    unused.pop({"tensor": "tensorParallel", "pipeline": "pipelineStages"}.get(layout, ""), None)
+    ignored = [f"{k}={v}" for k, v in unused.items() if v != 1]
+    if ignored:
+        raise InvalidContextError(f"layout {layout} cannot use {', '.join(ignored)}")
+    if layout in ("tensor", "pipeline") and own < 2:
+        raise InvalidContextError(f"layout {layout} needs a model-parallel degree >= 2")
+    if world_size % own:
+        raise InvalidContextError(f"world size {world_size} is not a multiple of {own}")
+    if layout == "tensor":
+        return (world_size // own, own), ("dp", "tp")
+    if layout == "pipeline":
+        return (world_size // own, own), ("dp", "pp")
+    return (world_size,), ("dp",)
 
 
 def parallelize(

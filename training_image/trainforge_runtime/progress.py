@@ -12,6 +12,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from trainforge_api.progress import percent_done
+
 PHASES = ("starting", "training", "evaluating", "uploading", "done")
 
 
@@ -105,11 +107,3 @@ class ProgressTracker:
                 "findings": list(self.findings),
                 "updatedAt": datetime.fromtimestamp(self._updated, UTC).isoformat(),
             }
-
-
-def percent_done(step: int, total_steps: int | None) -> float | None:
-    """Progress in percent, two decimals, capped at 100; None while the total is unknown.
-    The operator uses it too, for the final step of a run."""
-    if not total_steps:
-        return None
-    return round(min(100.0, 100.0 * step / total_steps), 2)

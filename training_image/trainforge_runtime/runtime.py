@@ -30,11 +30,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from trainforge_runtime import exitcodes
+from trainforge_api import exitcodes
+from trainforge_api.context import ENV_ATTEMPT, JobContext
+from trainforge_api.termination import json_safe, strict_dumps
 from trainforge_runtime.config import DEFAULT_RUN_DIR, ENV_METRICS_PORT, ENV_RUN_DIR, load_context
-from trainforge_runtime.contract import ENV_ATTEMPT, JobContext
 from trainforge_runtime.faults import maybe_inject_fault
-from trainforge_runtime.launch import json_safe, strict_dumps
 from trainforge_runtime.layouts import LossFn, PipelinedModule, Topology, build_topology
 from trainforge_runtime.layouts import parallelize as _parallelize
 from trainforge_runtime.metrics import MetricsServer, WorkerMetrics

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .contract import JobContext
+from trainforge_api.context import JobContext
 
 log = logging.getLogger(__name__)
 

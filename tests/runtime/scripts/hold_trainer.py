@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import torch
+
 import trainforge_runtime
 
 

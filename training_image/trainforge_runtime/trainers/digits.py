@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 import trainforge_runtime
+from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.artifacts import dataset_fingerprint
-from trainforge_runtime.exitcodes import InvalidContextError
 from trainforge_runtime.runtime import RuntimeContext
 
 

@@ -1,4 +1,4 @@
-"""Exit codes shared by the launcher and the workers (see docs/architecture.md).
+"""Exit codes shared by the launcher, the workers and the operator (docs/architecture.md).
 
 The operator classifies failures by these numbers, so they are a contract, not a convenience.
 """

@@ -1,10 +1,10 @@
 """The TrainingJob API (group trainforge.io, version v1alpha1): spec and status as pydantic models.
 
 These models are the single source of truth: `hack/gen_crds.py` turns them into the CRD's
-openAPIV3Schema, the operator validates every object with them, and the runtime's local mode
-reads TrainingJob files through them. Pure pydantic on purpose (no kopf, no kubernetes), so the
-runtime can import this module cheaply. Field names are snake_case in Python and camelCase on the
-wire (aliases); dump with `by_alias=True`.
+openAPIV3Schema, the operator validates every object with them, the runtime's local mode reads
+TrainingJob files through them, and the worker's JobContext (`context.py`) reuses their parts.
+Field names are snake_case in Python and camelCase on the wire (aliases); dump with
+`by_alias=True`. The cross-field rules are in `rules.py`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
-from trainforge_runtime.contract import HealthRuleName
+from pydantic import ConfigDict, Field
 
-GROUP = "trainforge.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from trainforge_api.base import API_VERSION, Model
+
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"
 SINGULAR = "trainingjob"
@@ -40,13 +37,19 @@ TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 K8sObject = dict[str, Any]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, alias_generator=to_camel, validate_default=True
-    )
+# The rules the runtime implements (trainforge_runtime/health.py); the CRD's enum comes from here.
+HealthRuleName = Literal[
+    "nan_loss",
+    "exploding_gradients",
+    "vanishing_gradients",
+    "loss_not_decreasing",
+    "overfitting",
+    "low_gpu_utilization",
+    "dataloader_bound",
+]
 
 
-class Parallelism(_Model):
+class Parallelism(Model):
     """How the gang is shaped: nodes (pods) x procsPerNode (local ranks) and the model layout."""
 
     layout: Layout = Field(
@@ -68,7 +71,7 @@ class Parallelism(_Model):
     )
 
 
-class Resources(_Model):
+class Resources(Model):
     """Per-pod compute. GPUs are requested with the node pool's extended resource name."""
 
     gpus: int = Field(0, ge=0, le=64, description="GPUs per pod.")
@@ -85,7 +88,7 @@ class Resources(_Model):
     )
 
 
-class Placement(_Model):
+class Placement(Model):
     """Raw scheduling overrides, merged on top of the node pool's placement."""
 
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra nodeSelector.")
@@ -97,7 +100,7 @@ class Placement(_Model):
     scheduler_name: str = Field("", max_length=253, description="Pod schedulerName.")
 
 
-class PodTemplate(_Model):
+class PodTemplate(Model):
     """Pod-level overrides applied to every worker pod."""
 
     volumes: list[K8sObject] = Field(default_factory=list, description="Extra core/v1 volumes.")
@@ -116,7 +119,7 @@ class PodTemplate(_Model):
     annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
 
 
-class RunPolicy(_Model):
+class RunPolicy(Model):
     """Restarts, deadlines, hang detection, cleanup and suspension."""
 
     max_restarts: int = Field(3, ge=0, le=1000, description="Gang restarts before Failed.")
@@ -158,7 +161,7 @@ class RunPolicy(_Model):
     )
 
 
-class SecretRef(_Model):
+class SecretRef(Model):
     """Names a Secret and its keys; values reach pods only as secretKeyRef env."""
 
     name: str = Field(max_length=253, description="Secret in the job's namespace.")
@@ -166,7 +169,7 @@ class SecretRef(_Model):
     secret_access_key_key: str = Field("AWS_SECRET_ACCESS_KEY", max_length=253)
 
 
-class Checkpoint(_Model):
+class Checkpoint(Model):
     """Where and how often rank 0 checkpoints; a restarted gang resumes from the newest."""
 
     uri: str | None = Field(None, max_length=2048, description="file://, local path or s3:// URI.")
@@ -175,7 +178,7 @@ class Checkpoint(_Model):
     keep: int = Field(2, ge=1, le=100, description="Checkpoints to keep.")
 
 
-class Artifacts(_Model):
+class Artifacts(Model):
     """Where the final model and results are uploaded."""
 
     uri: str | None = Field(
@@ -186,9 +189,12 @@ class Artifacts(_Model):
     )
     s3_endpoint: str | None = Field(None, max_length=2048, description="S3-compatible endpoint.")
     credentials_secret: SecretRef | None = Field(None, description="S3 credentials Secret.")
+    upload_retries: int = Field(
+        5, ge=0, le=20, description="Upload attempts after the first, with exponential backoff."
+    )
 
 
-class Profiling(_Model):
+class Profiling(Model):
     """torch.profiler schedule for selected ranks."""
 
     enabled: bool = False
@@ -199,7 +205,7 @@ class Profiling(_Model):
     repeat: int = Field(1, ge=0)
 
 
-class Metrics(_Model):
+class Metrics(Model):
     """Worker metrics: /metrics on every worker, /progress JSON on rank 0."""
 
     enabled: bool = True
@@ -213,7 +219,7 @@ class Metrics(_Model):
     )
 
 
-class HealthRule(_Model):
+class HealthRule(Model):
     """A training-health rule evaluated by the runtime."""
 
     rule: HealthRuleName
@@ -221,25 +227,25 @@ class HealthRule(_Model):
     params: dict[str, float] = Field(default_factory=dict)
 
 
-class Health(_Model):
+class Health(Model):
     rules: list[HealthRule] = Field(default_factory=list, max_length=32)
 
 
-class Data(_Model):
+class Data(Model):
     uri: str | None = Field(None, max_length=2048)
     options: dict[str, str] = Field(default_factory=dict)
 
 
-class Mlflow(_Model):
+class Mlflow(Model):
     tracking_uri: str = Field(max_length=2048)
     experiment: str = Field("trainforge", max_length=253)
 
 
-class Tracking(_Model):
+class Tracking(Model):
     mlflow: Mlflow | None = None
 
 
-class TrainingJobSpec(_Model):
+class TrainingJobSpec(Model):
     """Desired state of a TrainingJob: what to run, how it is parallelised, and its policies."""
 
     image: str | None = Field(
@@ -287,7 +293,7 @@ class TrainingJobSpec(_Model):
 # --- status -------------------------------------------------------------------------------------
 
 
-class Condition(_Model):
+class Condition(Model):
     """A standard Kubernetes condition (metav1.Condition)."""
 
     type: str
@@ -298,14 +304,14 @@ class Condition(_Model):
     observed_generation: int | None = None
 
 
-class WorkerCounts(_Model):
+class WorkerCounts(Model):
     pending: int = 0
     running: int = 0
     succeeded: int = 0
     failed: int = 0
 
 
-class LastFailure(_Model):
+class LastFailure(Model):
     """The root cause of the latest gang failure: the failed container that terminated first."""
 
     pod: str = ""
@@ -317,7 +323,7 @@ class LastFailure(_Model):
     attempt: int = 0
 
 
-class Progress(_Model):
+class Progress(Model):
     """Rank 0's training progress as last read by the operator."""
 
     step: int | None = None
@@ -334,20 +340,20 @@ class Progress(_Model):
     )
 
 
-class ArtifactSummary(_Model):
+class ArtifactSummary(Model):
     uri: str | None = None
     files: int | None = None
     bytes: int | None = None
 
 
-class Finding(_Model):
+class Finding(Model):
     rule: str = ""
     step: int | None = None
     message: str = ""
     action: str = ""
 
 
-class TrainingJobStatus(_Model):
+class TrainingJobStatus(Model):
     """Observed state, written by the operator once per reconcile when it changed."""
 
     phase: Phase | None = None
@@ -372,7 +378,7 @@ class TrainingJobStatus(_Model):
     message: str = Field("", description="Human summary of the current phase.")
 
 
-class TrainingJob(_Model):
+class TrainingJob(Model):
     """A whole TrainingJob object (used for validation and in tests)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -382,53 +388,3 @@ class TrainingJob(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: TrainingJobSpec
     status: TrainingJobStatus | None = None
-
-
-# --- cross-field rules (mirrored by the CRD's CEL rules, so local mode rejects the same specs) ---
-
-LAYOUT_RULES: dict[str, str] = {
-    "data": "layout data needs tensorParallel == 1 and pipelineStages == 1",
-    "fsdp": "layout fsdp needs pipelineStages == 1",
-    "pipeline": "layout pipeline needs pipelineStages >= 2",
-    "tensor": "layout tensor needs tensorParallel >= 2",
-}
-
-
-def max_name_length(nodes: int) -> int:
-    """Longest job name for which `<name>-worker-<nodes-1>` still fits in 63 characters."""
-    return MAX_POD_NAME - len(WORKER_SUFFIX) - len(str(max(nodes - 1, 0)))
-
-
-def spec_problems(spec: TrainingJobSpec, name: str | None = None) -> list[str]:
-    """Cross-field problems of a schema-valid spec, each phrased as what to fix."""
-    p = spec.parallelism
-    problems: list[str] = []
-    layout_ok = {
-        "data": p.tensor_parallel == 1 and p.pipeline_stages == 1,
-        "fsdp": p.pipeline_stages == 1,
-        "pipeline": p.pipeline_stages >= 2,
-        "tensor": p.tensor_parallel >= 2,
-    }[p.layout]
-    if not layout_ok:
-        problems.append(f"spec.parallelism: {LAYOUT_RULES[p.layout]}")
-    model_parallel = p.tensor_parallel * p.pipeline_stages
-    if spec.world_size % model_parallel:
-        problems.append(
-            f"spec.parallelism: tensorParallel x pipelineStages ({model_parallel}) must divide "
-            f"the world size nodes x procsPerNode ({spec.world_size})"
-        )
-    if spec.run_policy.max_restart_backoff_seconds < spec.run_policy.restart_backoff_seconds:
-        problems.append("spec.runPolicy: maxRestartBackoffSeconds must be >= restartBackoffSeconds")
-    if name is not None:
-        limit = max_name_length(p.nodes)
-        if len(name) > limit:
-            problems.append(
-                f"metadata.name: '{name}' is {len(name)} characters; with {p.nodes} nodes it must "
-                f"be at most {limit} so that pod names '<name>-worker-<index>' fit in 63"
-            )
-        if not DNS1035.fullmatch(name):
-            problems.append(
-                f"metadata.name: '{name}' must be a DNS-1035 label (lowercase letters, digits and "
-                "'-', starting with a letter, ending with a letter or digit)"
-            )
-    return problems

@@ -1,0 +1,10 @@
+"""The progress figures the worker serves on `/progress` and the operator shows in status."""
+
+from __future__ import annotations
+
+
+def percent_done(step: int, total_steps: int | None) -> float | None:
+    """Progress in percent, two decimals, capped at 100; None while the total is unknown."""
+    if not total_steps:
+        return None
+    return round(min(100.0, 100.0 * step / total_steps), 2)

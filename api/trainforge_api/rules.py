@@ -1,0 +1,219 @@
+"""Every cross-field rule of a TrainingJob, stated once: a Python check beside its CEL twin.
+
+The API server runs the CEL (`x-kubernetes-validations`, generated into the CRD), the operator
+runs `spec_problems` before it creates anything, and the worker runtime and local mode run
+`context_problems` before any process starts. All three read the one table below, so a spec that
+passes `kubectl apply` is a spec the runtime can run. Each message names the field and says what
+to change. tests/unit/test_rules.py (hypothesis) and tests/integration/test_rules_apiserver.py (a
+real API server) prove that the two halves of every row agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from trainforge_api.trainingjob import MAX_POD_NAME, WORKER_SUFFIX, Parallelism, TrainingJobSpec
+
+Scope = Literal["metadata", "spec", "parallelism"]
+
+# procsPerNode with its default (resources.gpus, or 1 without GPUs), as a CEL expression on spec.
+_PROCS = (
+    "(has(self.parallelism.procsPerNode) ? self.parallelism.procsPerNode : "
+    "(self.resources.gpus > 0 ? self.resources.gpus : 1))"
+)
+_SUSPENDED = "(self.runPolicy.suspend || oldSelf.runPolicy.suspend)"
+# `<name>-worker-<index>` is a pod hostname: a DNS-1123 label of at most 63 characters.
+_NAME_BUDGET = MAX_POD_NAME - len(WORKER_SUFFIX)
+_DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule. `cel` is evaluated by the API server with `self` at `scope` (the object's root
+    for metadata rules); `holds` is the same rule in Python, on the job's name and spec."""
+
+    scope: Scope
+    cel: str
+    message: str
+    holds: Callable[[str | None, TrainingJobSpec], bool]
+    reason: str = "FieldValueInvalid"
+
+    def crd(self) -> dict[str, str]:
+        """The rule as an `x-kubernetes-validations` entry."""
+        return {"rule": self.cel, "message": self.message, "reason": self.reason}
+
+
+def _layout_is(
+    layout: str, tp: Callable[[int], bool], pp: Callable[[int], bool]
+) -> Callable[[str | None, TrainingJobSpec], bool]:
+    def holds(_: str | None, spec: TrainingJobSpec) -> bool:
+        p = spec.parallelism
+        return p.layout != layout or (tp(p.tensor_parallel) and pp(p.pipeline_stages))
+
+    return holds
+
+
+def _one(n: int) -> bool:
+    return n == 1
+
+
+def _two_or_more(n: int) -> bool:
+    return n >= 2
+
+
+def _divides_world(_: str | None, spec: TrainingJobSpec) -> bool:
+    p = spec.parallelism
+    return spec.world_size % (p.tensor_parallel * p.pipeline_stages) == 0
+
+
+def _name_fits(name: str | None, spec: TrainingJobSpec) -> bool:
+    return name is None or len(name) + len(str(spec.parallelism.nodes - 1)) <= _NAME_BUDGET
+
+
+def _name_is_dns1035(name: str | None, _: TrainingJobSpec) -> bool:
+    return name is None or re.fullmatch(_DNS1035[1:-1], name) is not None
+
+
+# Which tensorParallel and pipelineStages each layout supports; the runtime builds exactly these
+# process meshes (trainforge_runtime/layouts.py). Tensor and pipeline parallelism do not combine.
+PARALLELISM_RULES: list[Rule] = [
+    Rule(
+        "parallelism",
+        "self.layout != 'data' || (self.tensorParallel == 1 && self.pipelineStages == 1)",
+        "spec.parallelism: layout data (DDP) replicates the whole model, so it needs "
+        "tensorParallel: 1 and pipelineStages: 1; to split the model use layout tensor or pipeline",
+        _layout_is("data", _one, _one),
+    ),
+    Rule(
+        "parallelism",
+        "self.layout != 'fsdp' || (self.tensorParallel == 1 && self.pipelineStages == 1)",
+        "spec.parallelism: layout fsdp shards the model over every rank, so it needs "
+        "tensorParallel: 1 and pipelineStages: 1; for tensor parallelism use layout tensor",
+        _layout_is("fsdp", _one, _one),
+    ),
+    Rule(
+        "parallelism",
+        "self.layout != 'pipeline' || (self.pipelineStages >= 2 && self.tensorParallel == 1)",
+        "spec.parallelism: layout pipeline needs pipelineStages >= 2 and tensorParallel: 1 "
+        "(tensor and pipeline parallelism do not combine)",
+        _layout_is("pipeline", _one, _two_or_more),
+    ),
+    Rule(
+        "parallelism",
+        "self.layout != 'tensor' || (self.tensorParallel >= 2 && self.pipelineStages == 1)",
+        "spec.parallelism: layout tensor needs tensorParallel >= 2 and pipelineStages: 1 "
+        "(tensor and pipeline parallelism do not combine)",
+        _layout_is("tensor", _two_or_more, _one),
+    ),
+]
+
+SPEC_RULES: list[Rule] = [
+    Rule(
+        "spec",
+        "size(self.command) > 0",
+        "spec.command: empty; set the program every rank runs, for example "
+        "[python, -m, trainforge_runtime.trainers.digits]",
+        lambda _, spec: len(spec.command) > 0,
+    ),
+    Rule(
+        "spec",
+        f"(self.parallelism.nodes * {_PROCS}) % "
+        "(self.parallelism.tensorParallel * self.parallelism.pipelineStages) == 0",
+        "spec.parallelism: tensorParallel x pipelineStages must divide the world size "
+        "nodes x procsPerNode (procsPerNode defaults to resources.gpus, or 1); change nodes, "
+        "procsPerNode, tensorParallel or pipelineStages",
+        _divides_world,
+    ),
+    Rule(
+        "spec",
+        "self.runPolicy.maxRestartBackoffSeconds >= self.runPolicy.restartBackoffSeconds",
+        "spec.runPolicy: maxRestartBackoffSeconds must be >= restartBackoffSeconds",
+        lambda _, spec: (
+            spec.run_policy.max_restart_backoff_seconds >= spec.run_policy.restart_backoff_seconds
+        ),
+    ),
+]
+
+METADATA_RULES: list[Rule] = [
+    Rule(
+        "metadata",
+        f"self.metadata.name.matches('{_DNS1035}')",
+        "metadata.name must be a DNS-1035 label: lowercase letters, digits and '-', starting "
+        "with a letter and ending with a letter or digit (it names the headless Service)",
+        _name_is_dns1035,
+    ),
+    Rule(
+        "metadata",
+        f"size(self.metadata.name) + size(string(self.spec.parallelism.nodes - 1)) "
+        f"<= {_NAME_BUDGET}",
+        "metadata.name is too long: '<name>-worker-<nodes-1>' must fit in 63 characters (at most "
+        "54 characters for up to 10 nodes); choose a shorter name",
+        _name_fits,
+    ),
+]
+
+# Rules on changes (CEL transition rules, `oldSelf`): only the API server sees both versions.
+TRANSITION_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"{_SUSPENDED} || (self.parallelism == oldSelf.parallelism && "
+        "self.resources == oldSelf.resources && self.nodePool == oldSelf.nodePool)",
+        "message": "spec.parallelism, spec.resources and spec.nodePool are immutable unless the "
+        "job is suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": f"{_SUSPENDED} || (self.image == oldSelf.image && "
+        "self.command == oldSelf.command && self.args == oldSelf.args)",
+        "message": "spec.image, spec.command and spec.args are immutable unless the job is "
+        "suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
+        "reason": "FieldValueForbidden",
+    },
+]
+
+ALL_RULES: list[Rule] = [*METADATA_RULES, *PARALLELISM_RULES, *SPEC_RULES]
+
+
+def max_name_length(nodes: int) -> int:
+    """Longest job name for which `<name>-worker-<nodes-1>` still fits in 63 characters."""
+    return _NAME_BUDGET - len(str(max(nodes - 1, 0)))
+
+
+def _detail(rule: Rule, name: str | None, spec: TrainingJobSpec) -> str:
+    """The numbers behind a broken rule, so the message shows what the spec said."""
+    p = spec.parallelism
+    if rule.holds is _divides_world:
+        return (
+            f" (nodes {p.nodes} x procsPerNode {spec.procs_per_node} = {spec.world_size}; "
+            f"tensorParallel {p.tensor_parallel} x pipelineStages {p.pipeline_stages} = "
+            f"{p.tensor_parallel * p.pipeline_stages})"
+        )
+    if rule.holds is _name_fits and name is not None:
+        limit = max_name_length(p.nodes)
+        return f" ('{name}' has {len(name)} characters; with {p.nodes} nodes at most {limit})"
+    if rule.scope == "parallelism":
+        return (
+            f" (layout {p.layout}, tensorParallel {p.tensor_parallel}, "
+            f"pipelineStages {p.pipeline_stages})"
+        )
+    return ""
+
+
+def spec_problems(spec: TrainingJobSpec, name: str | None = None) -> list[str]:
+    """Every rule a schema-valid spec breaks, each phrased as what to fix. With `name=None` the
+    metadata rules are skipped (the runtime does not know a job name's limits)."""
+    return [
+        rule.message + _detail(rule, name, spec) for rule in ALL_RULES if not rule.holds(name, spec)
+    ]
+
+
+def runtime_spec(
+    parallelism: Parallelism, procs_per_node: int, command: list[str]
+) -> TrainingJobSpec:
+    """The part of a spec a worker can see (its JobContext), as a spec the rules can check."""
+    return TrainingJobSpec(
+        command=command,
+        parallelism=parallelism.model_copy(update={"procs_per_node": procs_per_node}),
+    )

@@ -1,0 +1,47 @@
+"""hypothesis strategies for TrainingJob names and specs, shared by the unit and control-plane
+tiers. They stay schema-valid and crowd the edges of every cross-field rule in
+trainforge_api.rules (layouts and degrees, world-size divisibility, empty command, backoff
+order, name syntax and length)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+names = st.one_of(
+    st.from_regex(r"[a-z]([-a-z0-9]{0,60}[a-z0-9])?", fullmatch=True),
+    st.from_regex(r"[a-zA-Z0-9_.-]{1,70}", fullmatch=True),
+)
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> dict[str, Any]:
+    """A spec dict as a user would write it (camelCase, defaults left out)."""
+    parallelism: dict[str, Any] = {
+        "layout": draw(st.sampled_from(["data", "fsdp", "pipeline", "tensor"])),
+        "nodes": draw(st.integers(1, 12)),
+        "tensorParallel": draw(st.integers(1, 8)),
+        "pipelineStages": draw(st.integers(1, 8)),
+    }
+    procs = draw(st.none() | st.integers(1, 8))
+    if procs is not None:
+        parallelism["procsPerNode"] = procs
+    return {
+        "command": draw(st.sampled_from([[], ["python", "train.py"]])),
+        "parallelism": parallelism,
+        "resources": {"gpus": draw(st.integers(0, 8))},
+        "runPolicy": {
+            "restartBackoffSeconds": draw(st.integers(0, 120)),
+            "maxRestartBackoffSeconds": draw(st.integers(0, 120)),
+        },
+    }
+
+
+def manifest(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "trainforge.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }

@@ -1,0 +1,102 @@
+"""The cross-field rules agree everywhere: the operator's check, the runtime's check and the CEL
+the API server runs (evaluated here with cel-python; tests/integration/test_rules_apiserver.py
+sends a sample to a real API server).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import celpy
+import pytest
+from hypothesis import given, settings
+from spec_strategies import manifest, names, specs
+
+from trainforge_api import rules
+from trainforge_api.context import (
+    InvalidSpecError,
+    JobContext,
+    job_context_from_manifest,
+    parse_spec,
+)
+from trainforge_api.trainingjob import TrainingJobSpec
+from trainforge_runtime.config import validate_context
+from trainforge_runtime.layouts import mesh_shape
+
+_CEL = celpy.Environment()
+_PROGRAMS = {rule.cel: _CEL.program(_CEL.compile(rule.cel)) for rule in rules.ALL_RULES}
+
+
+def cel_holds(rule: rules.Rule, name: str, spec: TrainingJobSpec) -> bool:
+    """Evaluate the rule's CEL on the object as the API server sees it (defaults applied)."""
+    body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    scope = {
+        "spec": body,
+        "parallelism": body["parallelism"],
+        "metadata": {"metadata": {"name": name}, "spec": body},
+    }[rule.scope]
+    return bool(_PROGRAMS[rule.cel].evaluate({"self": celpy.json_to_cel(scope)}))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(name=names, spec=specs())
+def test_accepted_specs_run_and_rejected_ones_name_the_field(
+    name: str, spec: dict[str, Any]
+) -> None:
+    try:
+        ctx = job_context_from_manifest(manifest(name, spec), in_cluster=True)
+    except InvalidSpecError:
+        parsed = TrainingJobSpec.model_validate(spec)
+        problems = rules.spec_problems(parsed, name)
+        assert problems, "rejected without a problem"
+        for problem in problems:
+            assert problem.startswith(("spec.", "metadata.name")), problem
+        return
+    # What the operator renders into the ConfigMap passes the worker's check, and the runtime can
+    # build its device mesh from it (mesh_shape is the runtime's own account of what it can run).
+    worker = JobContext.model_validate(json.loads(ctx.to_json()))
+    validate_context(worker)
+    par = worker.parallelism
+    mesh_shape(par.layout, par.world_size, par.tensor_parallel, par.pipeline_stages)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(name=names, spec=specs())
+def test_every_rule_and_its_cel_twin_agree(name: str, spec: dict[str, Any]) -> None:
+    parsed = TrainingJobSpec.model_validate(spec)
+    for rule in rules.ALL_RULES:
+        assert rule.holds(name, parsed) == cel_holds(rule, name, parsed), rule.cel
+
+
+@pytest.mark.parametrize(
+    ("parallelism", "fragment"),
+    [
+        # Both passed the API server and the operator once; every rank then exited 64.
+        ({"layout": "fsdp", "tensorParallel": 2}, "layout fsdp shards the model"),
+        (
+            {"layout": "tensor", "tensorParallel": 2, "pipelineStages": 2, "nodes": 4},
+            "layout tensor needs tensorParallel >= 2 and pipelineStages: 1",
+        ),
+    ],
+)
+def test_specs_the_runtime_cannot_run_are_rejected(
+    parallelism: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(InvalidSpecError, match=fragment):
+        parse_spec(manifest("bad", {"command": ["python"], "parallelism": parallelism}))
+
+
+def test_every_message_names_its_field_and_the_crd_carries_them() -> None:
+    from trainforge_operator.crd import build_crd
+
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    in_crd = [
+        *schema["x-kubernetes-validations"],
+        *spec["x-kubernetes-validations"],
+        *spec["properties"]["parallelism"]["x-kubernetes-validations"],
+    ]
+    for rule in rules.ALL_RULES:
+        assert rule.message.startswith(("spec.", "metadata.name")), rule.message
+        assert rule.crd() in in_crd
