@@ -8,54 +8,28 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# tests/ holds metric_names; pytest puts it on sys.path, hack/render_dashboards.py does not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from metric_names import (
+    OPERATOR_HISTOGRAMS,
+    OPERATOR_METRICS,
+    WORKER_HISTOGRAMS,
+    WORKER_METRICS,
+    histogram_series,
+)
+
 DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "charts" / "trainforge" / "dashboards"
 
-# The agreed metric names (docs/architecture.md and the issue); histograms expand to their series.
-WORKER_METRICS = {
-    "trainforge_train_step",
-    "trainforge_train_epoch",
-    "trainforge_train_loss",
-    "trainforge_val_loss",
-    "trainforge_train_accuracy",
-    "trainforge_val_accuracy",
-    "trainforge_learning_rate",
-    "trainforge_grad_norm",
-    "trainforge_samples_per_second",
-    "trainforge_tokens_per_second",
-    "trainforge_gpu_utilization_ratio",
-    "trainforge_gpu_memory_used_bytes",
-    "trainforge_health_findings_total",
-    "trainforge_total_steps",
-}
-OPERATOR_METRICS = {
-    "trainforge_jobs",
-    "trainforge_jobs_created_total",
-    "trainforge_jobs_succeeded_total",
-    "trainforge_jobs_failed_total",
-    "trainforge_job_restarts_total",
-    "trainforge_api_errors_total",
-    "trainforge_pending_gpus",
-}
-HISTOGRAMS = {
-    "trainforge_step_seconds",
-    "trainforge_checkpoint_seconds",
-    "trainforge_reconcile_duration_seconds",
-    "trainforge_time_to_running_seconds",
-}
-WORKER_HISTOGRAMS = {"trainforge_step_seconds", "trainforge_checkpoint_seconds"}
-
-
-def _series(histograms: set[str]) -> set[str]:
-    return {f"{h}_{suffix}" for h in histograms for suffix in ("bucket", "sum", "count")}
-
-
-WORKER_SIDE = WORKER_METRICS | _series(WORKER_HISTOGRAMS)
-OPERATOR_SIDE = OPERATOR_METRICS | _series(HISTOGRAMS - WORKER_HISTOGRAMS) | {"up"}
+# The metric names come from the code that exports them (tests/metric_names.py); dashboards and
+# alerts may use nothing else.
+WORKER_SIDE = WORKER_METRICS | histogram_series(WORKER_HISTOGRAMS)
+OPERATOR_SIDE = OPERATOR_METRICS | histogram_series(OPERATOR_HISTOGRAMS) | {"up"}
 KNOWN_METRICS = WORKER_SIDE | OPERATOR_SIDE
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range", "datasource"}
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or"}
