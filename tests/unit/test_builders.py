@@ -1,138 +1,259 @@
-"""Pure builders: the desired children of a TrainingJob."""
+"""Pure builders: the desired children of a TrainingJob, compared whole with reviewed goldens.
+
+Each case builds the Service, the context ConfigMap and every worker Pod and compares them with
+tests/unit/golden/<case>.yaml. After an intended change run
+`.venv/bin/python -m pytest tests/unit --update-goldens` and review the diff. The few tests after
+the goldens name rules that must hold whatever the goldens say.
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+
+from trainforge_api.context import parse_spec
 from trainforge_operator import builders
-from trainforge_operator.config import OperatorConfig
-from trainforge_operator.jobcontext import parse_spec
+from trainforge_operator.config import NodePool, OperatorConfig
 
 from .conftest import make_job
+from .golden import assert_golden
+
+Obj = dict[str, Any]
+# 54 characters: the longest name for up to 10 nodes, so `<name>-worker-1` is exactly 63.
+LONG_NAME = "gpt-pretraining-run-with-a-name-right-at-the-limit-054"
 
 
-def _pod(config: OperatorConfig, spec: dict[str, object], index: int = 1, attempt: int = 2,
-         labels: dict[str, str] | None = None) -> dict[str, object]:  # fmt: skip
-    body = make_job(spec, labels=labels)
-    return builders.build_worker_pod(
-        builders.JobRef.from_body(body), parse_spec(body), config, index, attempt
+@dataclass(frozen=True)
+class Case:
+    spec: Obj
+    name: str = "digits"
+    labels: dict[str, str] = field(default_factory=dict)
+    attempt: int = 0
+
+
+CASES: dict[str, Case] = {
+    "cpu-ddp-minimal": Case({"parallelism": {"nodes": 2}}),
+    "gpu-pool-placement": Case(
+        {
+            "nodePool": "gpu",
+            "parallelism": {"nodes": 2},
+            "resources": {"gpus": 8, "cpu": "32", "memory": "256Gi", "sharedMemory": "64Gi"},
+            "placement": {
+                "nodeSelector": {"topology.kubernetes.io/zone": "zone-a"},
+                "tolerations": [
+                    {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+                ],
+                "affinity": {
+                    "podAntiAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 100,
+                                "podAffinityTerm": {
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {
+                                        "matchLabels": {"trainforge.io/job-name": "digits"}
+                                    },
+                                },
+                            }
+                        ]
+                    }
+                },
+                "priorityClassName": "training-high",
+                "schedulerName": "volcano",
+            },
+        },
+        # Only Kueue's queue label is copied from the job to its children.
+        labels={"kueue.x-k8s.io/queue-name": "team-a", "team": "research"},
+    ),
+    "procs-per-node": Case(
+        {
+            "parallelism": {"layout": "fsdp", "nodes": 3, "procsPerNode": 4, "backend": "gloo"},
+            "resources": {"cpu": "8", "memory": "16Gi"},
+        }
+    ),
+    "artifacts-checkpoint-tracking": Case(
+        {
+            "image": "registry.local/team/gpt:1.2",
+            "command": ["python", "-m", "trainforge_runtime.trainers.gpt"],
+            "args": ["--vocab", "bpe"],
+            "workingDir": "/workspace",
+            "hyperparameters": {"lr": 0.0003, "batchSize": 32, "schedule": "cosine"},
+            "env": [
+                {"name": "FOO", "value": "bar"},
+                {"name": "RANK", "value": "99"},
+                {"name": "TRAINFORGE_ATTEMPT", "value": "7"},
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            ],
+            "parallelism": {"nodes": 2},
+            "artifacts": {
+                "uri": "s3://models/",
+                "s3Endpoint": "http://minio.minio:9000",
+                "credentialsSecret": {
+                    "name": "s3-creds",
+                    "accessKeyIdKey": "access-key",
+                    "secretAccessKeyKey": "secret-key",
+                },
+            },
+            "checkpoint": {"uri": "s3://checkpoints/gpt", "everySteps": 500, "keep": 3},
+            "tracking": {
+                "mlflow": {"trackingUri": "http://mlflow.mlflow:5000", "experiment": "gpt"}
+            },
+            "data": {"uri": "s3://data/corpus", "options": {"split": "train"}},
+            "profiling": {"enabled": True, "ranks": [0, 1]},
+            "health": {
+                "rules": [
+                    {"rule": "nan_loss", "action": "stop"},
+                    {"rule": "loss_not_decreasing", "params": {"patience": 100}},
+                ]
+            },
+            "metrics": {"port": 9500, "lingerSeconds": 30},
+        }
+    ),
+    "pod-template-extras": Case(
+        {
+            "podTemplate": {
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "corpus"}},
+                    {"name": "cache", "emptyDir": {}},
+                ],
+                "volumeMounts": [
+                    {"name": "data", "mountPath": "/data", "readOnly": True},
+                    {"name": "cache", "mountPath": "/cache"},
+                ],
+                "serviceAccountName": "trainer",
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 2000, "fsGroup": 2000},
+                "imagePullSecrets": [{"name": "regcred"}],
+                # trainforge.io/job-name must not be replaceable (selectors depend on it).
+                "labels": {"team": "a", "trainforge.io/job-name": "spoofed"},
+                "annotations": {"sidecar.istio.io/inject": "false"},
+            }
+        }
+    ),
+    "restart-attempt-3": Case({"parallelism": {"nodes": 2}}, attempt=3),
+    "long-name": Case({"parallelism": {"nodes": 2}}, name=LONG_NAME),
+}
+
+
+@pytest.fixture
+def golden_config() -> OperatorConfig:
+    """Every field the builders read set explicitly, so TRAINFORGE_* env cannot change goldens."""
+    return OperatorConfig(
+        default_image="trainforge/worker:test",
+        image_pull_policy="IfNotPresent",
+        run_as_user=1000,
+        default_node_pool="",
+        node_pools={
+            "gpu": NodePool(
+                node_selector={"trainforge.io/pool": "gpu"},
+                tolerations=[
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],
+                gpu_resource_name="nvidia.com/gpu",
+            ),
+            "amd": NodePool(node_selector={"pool": "amd"}, gpu_resource_name="amd.com/gpu"),
+        },
     )
 
 
-def _env(pod: dict) -> dict[str, object]:  # type: ignore[type-arg]
+def build_all(case: Case, config: OperatorConfig) -> list[Obj]:
+    """Service, ConfigMap and the gang of `case`, in that order."""
+    body = make_job(case.spec, name=case.name, labels=case.labels)
+    job, spec = builders.JobRef.from_body(body), parse_spec(body)
+    return [
+        builders.build_service(job),
+        builders.build_configmap(job, spec, config),
+        *builders.build_gang(job, spec, config, case.attempt),
+    ]
+
+
+def env_of(pod: Obj) -> dict[str, Any]:
     return {
         e["name"]: e.get("value", e.get("valueFrom")) for e in pod["spec"]["containers"][0]["env"]
     }
 
 
-def test_worker_env_follows_the_rendezvous_contract(config: OperatorConfig) -> None:
-    pod = _pod(config, {"parallelism": {"nodes": 3}, "resources": {"gpus": 2}, "nodePool": "gpu"})
-    env = _env(pod)
-    assert env["MASTER_ADDR"] == "digits-worker-0.digits.ml.svc"
-    assert env["PET_MASTER_ADDR"] == env["MASTER_ADDR"]
-    assert env["MASTER_PORT"] == env["PET_MASTER_PORT"] == "29500"
-    assert env["WORLD_SIZE"] == "6"
-    assert env["NNODES"] == env["PET_NNODES"] == "3"
-    assert env["RANK"] == env["NODE_RANK"] == env["PET_NODE_RANK"] == "1"
-    assert env["NPROC_PER_NODE"] == env["PET_NPROC_PER_NODE"] == "2"
-    assert env["TRAINFORGE_ATTEMPT"] == "2"
-    assert env["TRAINFORGE_CONTEXT"] == "/etc/trainforge/context.json"
-    assert env["TRAINFORGE_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-
-
-def test_worker_pod_identity_placement_and_resources(config: OperatorConfig) -> None:
-    pod = _pod(
-        config,
-        {"resources": {"gpus": 8, "cpu": "4", "memory": "16Gi"}, "nodePool": "gpu",
-         "placement": {"nodeSelector": {"zone": "a"}, "priorityClassName": "high"}},
-        labels={"kueue.x-k8s.io/queue-name": "team-a"},
-    )  # fmt: skip
-    meta, spec = pod["metadata"], pod["spec"]
-    assert meta["name"] == "digits-worker-1"
-    assert meta["labels"]["trainforge.io/attempt"] == "2"
-    assert meta["labels"]["trainforge.io/replica-index"] == "1"
-    assert meta["labels"]["trainforge.io/job-uid"] == "uid-1"
-    assert meta["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
-    assert meta["ownerReferences"][0]["controller"] is True
-    assert meta["ownerReferences"][0]["uid"] == "uid-1"
-    assert spec["hostname"] == "digits-worker-1"
-    assert spec["subdomain"] == "digits"
-    assert spec["restartPolicy"] == "Never"
-    assert spec["nodeSelector"] == {"trainforge.io/pool": "gpu", "zone": "a"}
-    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert spec["priorityClassName"] == "high"
-    limits = spec["containers"][0]["resources"]["limits"]
-    assert limits == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "8"}
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
-    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
-    mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
-    assert {"/dev/shm", "/etc/trainforge"} <= mounts
-    assert spec["containers"][0]["image"] == "trainforge/worker:test"
-
-
-def test_gpu_resource_name_comes_from_the_pool(config: OperatorConfig) -> None:
-    pod = _pod(config, {"resources": {"gpus": 1}, "nodePool": "amd"})
-    assert "amd.com/gpu" in pod["spec"]["containers"][0]["resources"]["requests"]
-
-
-def test_secrets_only_as_secret_key_refs_and_user_env_cannot_override(
-    config: OperatorConfig,
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_children_match_golden(
+    name: str, golden_config: OperatorConfig, update_goldens: bool
 ) -> None:
-    pod = _pod(
-        config,
-        {"artifacts": {"uri": "s3://b/", "s3Endpoint": "http://minio:9000",
-                       "credentialsSecret": {"name": "s3-creds"}},
-         "env": [{"name": "FOO", "value": "bar"}, {"name": "RANK", "value": "99"}]},
-    )  # fmt: skip
-    env = _env(pod)
-    assert env["AWS_SECRET_ACCESS_KEY"] == {
-        "secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
-    }
-    assert env["TRAINFORGE_S3_ENDPOINT"] == "http://minio:9000"
-    assert env["FOO"] == "bar"
-    assert env["RANK"] == "1"
+    assert_golden(name, build_all(CASES[name], golden_config), update_goldens)
 
 
-def test_pod_template_overrides(config: OperatorConfig) -> None:
-    pod = _pod(
-        config,
-        {"podTemplate": {"volumes": [{"name": "data", "emptyDir": {}}],
-                         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                         "serviceAccountName": "trainer", "labels": {"team": "a"},
-                         "annotations": {"a": "b"}, "securityContext": {"runAsUser": 5}}},
-    )  # fmt: skip
-    assert pod["spec"]["serviceAccountName"] == "trainer"
-    assert pod["spec"]["securityContext"] == {"runAsUser": 5}
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def test_child_names_are_deterministic(golden_config: OperatorConfig) -> None:
+    """Fixed names make creation idempotent across retries, restarts and gang attempts."""
+    first = build_all(CASES["cpu-ddp-minimal"], golden_config)
+    again = build_all(CASES["restart-attempt-3"], golden_config)
+    names = ["digits", "digits-context", "digits-worker-0", "digits-worker-1"]
+    assert [o["metadata"]["name"] for o in first] == names
+    assert [o["metadata"]["name"] for o in again] == names
+    long = build_all(CASES["long-name"], golden_config)
+    assert [len(o["metadata"]["name"]) for o in long[2:]] == [63, 63]
+
+
+def test_worker_pods_run_as_non_root_by_default(golden_config: OperatorConfig) -> None:
+    """The restricted Pod Security Standard, unless podTemplate.securityContext replaces the
+    pod-level part; the container-level hardening stays either way."""
+    for name, case in CASES.items():
+        for pod in build_all(case, golden_config)[2:]:
+            container = pod["spec"]["containers"][0]["securityContext"]
+            assert container["allowPrivilegeEscalation"] is False, name
+            assert container["capabilities"] == {"drop": ["ALL"]}, name
+            if "securityContext" in case.spec.get("podTemplate", {}):
+                continue
+            assert pod["spec"]["securityContext"] == {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }, name
+
+
+def test_secret_values_reach_pods_only_as_secret_key_refs(golden_config: OperatorConfig) -> None:
+    objs = build_all(CASES["artifacts-checkpoint-tracking"], golden_config)
+    for pod in objs[2:]:
+        env = env_of(pod)
+        assert env["AWS_ACCESS_KEY_ID"] == {
+            "secretKeyRef": {"name": "s3-creds", "key": "access-key"}
+        }
+        assert env["AWS_SECRET_ACCESS_KEY"] == {
+            "secretKeyRef": {"name": "s3-creds", "key": "secret-key"}
+        }
+    for name, case in CASES.items():
+        for pod in build_all(case, golden_config)[2:]:
+            literal = {e["name"] for e in pod["spec"]["containers"][0]["env"] if "value" in e}
+            assert not literal & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, name
+
+
+def test_user_env_cannot_override_the_rendezvous_contract(golden_config: OperatorConfig) -> None:
+    pods = build_all(CASES["artifacts-checkpoint-tracking"], golden_config)[2:]
+    for index, pod in enumerate(pods):
+        names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
+        assert len(names) == len(set(names)), "duplicate env names"
+        env = env_of(pod)
+        assert env["RANK"] == str(index)
+        assert env["TRAINFORGE_ATTEMPT"] == "0"
+        assert env["FOO"] == "bar"
+
+
+def test_template_labels_cannot_replace_the_job_labels(golden_config: OperatorConfig) -> None:
+    pod = build_all(CASES["pod-template-extras"], golden_config)[2]
+    assert pod["metadata"]["labels"]["trainforge.io/job-name"] == "digits"
     assert pod["metadata"]["labels"]["team"] == "a"
-    assert pod["metadata"]["annotations"] == {"a": "b"}
-    assert any(v["name"] == "data" for v in pod["spec"]["volumes"])
 
 
-def test_unknown_pool_is_an_error(config: OperatorConfig) -> None:
+def test_gpu_resource_name_comes_from_the_pool(golden_config: OperatorConfig) -> None:
+    case = Case({"resources": {"gpus": 1}, "nodePool": "amd"})
+    resources = build_all(case, golden_config)[2]["spec"]["containers"][0]["resources"]
+    assert resources["limits"]["amd.com/gpu"] == resources["requests"]["amd.com/gpu"] == "1"
+    assert "nvidia.com/gpu" not in resources["limits"]
+
+
+def test_unknown_pool_is_an_error(golden_config: OperatorConfig) -> None:
     with pytest.raises(KeyError, match="not configured"):
-        _pod(config, {"nodePool": "tpu"})
-
-
-def test_service_and_configmap(config: OperatorConfig) -> None:
-    body = make_job({"parallelism": {"nodes": 2}})
-    job = builders.JobRef.from_body(body)
-    svc = builders.build_service(job)
-    assert svc["metadata"]["name"] == "digits"
-    assert svc["spec"]["clusterIP"] == "None"
-    assert svc["spec"]["publishNotReadyAddresses"] is True
-    cm = builders.build_configmap(job, parse_spec(body), config)
-    assert cm["metadata"]["name"] == "digits-context"
-    ctx = json.loads(cm["data"]["context.json"])
-    assert ctx["parallelism"]["nodes"] == 2
-    assert ctx["rendezvous"]["masterAddr"] == "digits-worker-0.digits.ml.svc"
-    assert ctx["image"] == "trainforge/worker:test"
-
-
-def test_gang_is_deterministic(config: OperatorConfig) -> None:
-    body = make_job({"parallelism": {"nodes": 3}})
-    job, spec = builders.JobRef.from_body(body), parse_spec(body)
-    first = builders.build_gang(job, spec, config, 0)
-    assert [p["metadata"]["name"] for p in first] == [f"digits-worker-{i}" for i in range(3)]
-    assert first == builders.build_gang(job, spec, config, 0)
+        build_all(Case({"nodePool": "tpu"}), golden_config)
