@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import kopf
-from kopf._cogs.structs.references import Resource
+
 from trainforge_operator.handlers import WORKER_POD_SELECTOR, configure
 
-PODS = Resource("", "v1", "pods", kind="Pod", namespaced=True)
-JOBS = Resource("trainforge.io", "v1alpha1", "trainingjobs", kind="TrainingJob", namespaced=True)
-SERVICES = Resource("", "v1", "services", kind="Service", namespaced=True)
+PODS = kopf.Resource("", "v1", "pods", kind="Pod", namespaced=True)
+JOBS = kopf.Resource(
+    "trainforge.io", "v1alpha1", "trainingjobs", kind="TrainingJob", namespaced=True
+)
+SERVICES = kopf.Resource("", "v1", "services", kind="Service", namespaced=True)
 
 
 def test_pod_watch_is_filtered_by_the_apiserver() -> None:
