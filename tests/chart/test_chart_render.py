@@ -11,6 +11,8 @@ import pytest
 import yaml
 from helmrender import CHART, MONITORING_API, REPO, copy_chart, of_kind, one, render
 
+from trainforge_operator.config import OperatorConfig
+
 CI = CHART / "ci"
 RESTRICTED_VOLUME_TYPES = {
     "configMap",
@@ -124,8 +126,10 @@ def test_config_matches_the_operator_settings_model(default_docs: list[dict[str,
     assert data["namespaces"] == []
     assert data["metricsPort"] == 8080
     assert data["peering"] is None
-    config_mod = pytest.importorskip("trainforge_operator.config")
-    cfg = config_mod.OperatorConfig.model_validate(data)
+    # The model ignores unknown keys (extra="ignore"): a misspelt key would load silently.
+    known = {field.alias or name for name, field in OperatorConfig.model_fields.items()}
+    assert set(data) <= known, f"keys the operator ignores: {set(data) - known}"
+    cfg = OperatorConfig.model_validate(data)
     assert cfg.metrics_port == 8080
     assert cfg.log_format == "json"
     assert cfg.node_pools["gpu-a100"].gpu_resource_name == "nvidia.com/gpu"
