@@ -31,6 +31,7 @@ from helmrender import CHART, REPO
 DASHBOARDS = load_dashboards()
 QUERIES = queries(DASHBOARDS)
 RULES_FILE = CHART / "rules" / "trainforge-alerts.yaml"
+ALERT_TESTS = REPO / "tests" / "chart" / "rules" / "trainforge-alerts.test.yaml"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
@@ -173,12 +174,11 @@ def test_alert_rules_are_valid_and_fire() -> None:
         [PROMTOOL, "check", "rules", str(RULES_FILE)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    test_file = REPO / "tests" / "chart" / "rules" / "trainforge-alerts.test.yaml"
     unit = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)],
+        [PROMTOOL, "test", "rules", str(ALERT_TESTS)],
         capture_output=True,
         text=True,
-        cwd=test_file.parent,
+        cwd=ALERT_TESTS.parent,
     )
     assert unit.returncode == 0, unit.stdout + unit.stderr
     assert "SUCCESS" in unit.stdout
@@ -193,3 +193,12 @@ def test_alert_rules_use_agreed_metric_names() -> None:
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}
         assert rule["annotations"]["summary"]
         assert rule["annotations"]["description"]
+
+
+def test_alert_unit_tests_feed_exported_series() -> None:
+    """promtool's unit tests construct their input series by name: a name the code never exports
+    would let an alert pass its test and never fire in a cluster."""
+    tests = yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+    names = {s["series"].split("{")[0].strip() for t in tests for s in t.get("input_series", [])}
+    assert names, "no input series found"
+    assert names <= KNOWN_METRICS, names - KNOWN_METRICS
