@@ -64,9 +64,9 @@ def test_context_carries_health_rules_and_secret_reference_only() -> None:
             "must divide the world size",
         ),
         (
-                {"parallelism": {"layout": "data", "tensorParallel": 2}},
-                "layout data (DDP) replicates the whole model, so it needs tensorParallel: 1",
-            ),
+            {"parallelism": {"layout": "data", "tensorParallel": 2}},
+            "layout data (DDP) replicates the whole model, so it needs tensorParallel: 1",
+        ),
         ({"parallelism": {"layout": "pipeline"}}, "layout pipeline needs pipelineStages >= 2"),
         (
             {"runPolicy": {"restartBackoffSeconds": 60, "maxRestartBackoffSeconds": 5}},
