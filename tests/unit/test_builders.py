@@ -18,7 +18,7 @@ from trainforge_operator import builders
 from trainforge_operator.config import NodePool, OperatorConfig
 
 from .conftest import make_job
-from .golden import assert_golden
+from .golden import GOLDEN_DIR, assert_golden
 
 Obj = dict[str, Any]
 # 54 characters: the longest name for up to 10 nodes, so `<name>-worker-1` is exactly 63.
@@ -179,6 +179,11 @@ def test_children_match_golden(
     name: str, golden_config: OperatorConfig, update_goldens: bool
 ) -> None:
     assert_golden(name, build_all(CASES[name], golden_config), update_goldens)
+
+
+def test_every_golden_file_has_a_case() -> None:
+    """A golden left behind by a renamed or deleted case would never be compared again."""
+    assert {p.stem for p in GOLDEN_DIR.glob("*.yaml")} == set(CASES)
 
 
 # --- rules ----------------------------------------------------------------------------------------
