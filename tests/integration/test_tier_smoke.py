@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tf_controlplane import ControlPlane
+
+T = TypeVar("T")
 
 
 def pod(name: str, annotations: dict[str, str] | None = None, gpus: int = 0) -> dict[str, Any]:
@@ -29,16 +32,39 @@ def create(cp: ControlPlane, ns: str, manifest: dict[str, Any]) -> None:
     cp.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(manifest), check=True)
 
 
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def holds_for(what: str, check: Callable[[], str | None], seconds: float) -> None:
+    """Poll `check` for `seconds`; it returns None while `what` holds, else why it does not."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        problem = check()
+        assert problem is None, f"{what} stopped holding: {problem}"
+        time.sleep(0.3)
+
+
+def get_pod(cp: ControlPlane, ns: str, name: str) -> Any:
+    return cp.kubectl_json("get", "pod", name, "-n", ns)
+
+
 def wait_pod(cp: ControlPlane, ns: str, name: str, phases: set[str], timeout: float = 30) -> Any:
     """Poll until the pod reaches one of ``phases``; return the pod object."""
-    deadline = time.monotonic() + timeout
-    obj: Any = {}
-    while time.monotonic() < deadline:
-        obj = cp.kubectl_json("get", "pod", name, "-n", ns)
-        if obj.get("status", {}).get("phase") in phases:
-            return obj
-        time.sleep(0.3)
-    raise AssertionError(f"pod {name} never reached {phases}: {json.dumps(obj.get('status'))}")
+
+    def probe() -> Any:
+        obj = get_pod(cp, ns, name)
+        return obj if obj.get("status", {}).get("phase") in phases else None
+
+    return wait_until(f"pod {name} in {phases}", probe, timeout)
 
 
 def test_nodes_advertise_gpu_pool(control_plane: ControlPlane) -> None:
@@ -63,9 +89,15 @@ def test_plain_pod_runs_and_stays_running(control_plane: ControlPlane, namespace
     assert obj["spec"]["nodeName"].startswith("cpu-")  # untolerated GPU taint keeps it off GPUs
     assert obj["status"]["podIP"]
     assert obj["status"]["containerStatuses"][0]["ready"] is True
-    time.sleep(3)
-    again = control_plane.kubectl_json("get", "pod", "plain", "-n", namespace)
-    assert again["status"]["phase"] == "Running"
+
+    def still_running() -> str | None:
+        pod = get_pod(control_plane, namespace, "plain")
+        status = pod["status"]
+        if status["phase"] != "Running" or status["containerStatuses"][0]["restartCount"]:
+            return json.dumps(status)
+        return None
+
+    holds_for("pod plain Running without restarts", still_running, seconds=3)
 
 
 def test_gpu_pod_schedules_on_gpu_pool(control_plane: ControlPlane, namespace: str) -> None:
@@ -78,12 +110,18 @@ def test_gpu_request_beyond_capacity_stays_pending(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     create(control_plane, namespace, pod("huge", gpus=9))
-    time.sleep(2)
-    obj = control_plane.kubectl_json("get", "pod", "huge", "-n", namespace)
-    assert obj["status"]["phase"] == "Pending"
-    scheduled = {c["type"]: c for c in obj["status"].get("conditions", [])}["PodScheduled"]
+
+    def scheduling_verdict() -> Any:
+        obj = get_pod(control_plane, namespace, "huge")
+        conditions = {c["type"]: c for c in obj["status"].get("conditions", [])}
+        return (obj, conditions["PodScheduled"]) if "PodScheduled" in conditions else None
+
+    obj, scheduled = wait_until("the scheduler's verdict on pod huge", scheduling_verdict)
     assert scheduled["status"] == "False"
-    assert "nvidia.com/gpu" in scheduled["message"]
+    assert scheduled["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in scheduled["message"]
+    assert obj["status"]["phase"] == "Pending"
+    assert "nodeName" not in obj["spec"]
 
 
 def test_exit_code_annotation_fails_pod(control_plane: ControlPlane, namespace: str) -> None:
@@ -114,4 +152,6 @@ def test_deleted_pod_disappears(control_plane: ControlPlane, namespace: str) -> 
     wait_pod(control_plane, namespace, "gone", {"Running"})
     proc = control_plane.kubectl("delete", "pod", "gone", "-n", namespace, "--timeout=20s")
     assert proc.returncode == 0, proc.stderr
-    assert control_plane.kubectl("get", "pod", "gone", "-n", namespace).returncode != 0
+    after = control_plane.kubectl("get", "pod", "gone", "-n", namespace)
+    assert after.returncode != 0
+    assert "NotFound" in after.stderr, after.stderr
