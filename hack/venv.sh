@@ -4,10 +4,13 @@
 # so a fresh clone (CI) reinstalls torch in seconds instead of re-downloading ~3 GB.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
+# make puts .venv/bin first on PATH; this script needs the system python3 (a --user install from
+# inside the venv fails), and uv where a --user install puts it.
+PATH="$HOME/.local/bin:$(tr ':' '\n' <<<"$PATH" | grep -vxF "$REPO_ROOT/.venv/bin" | paste -sd: -)"
+export PATH
 if ! command -v uv >/dev/null 2>&1; then
   log "installing uv from PyPI (user site)"
   python3 -m pip install --quiet --user uv
-  export PATH="$HOME/.local/bin:$PATH"
 fi
 [ -x .venv/bin/python ] || { log "creating .venv"; uv venv --quiet --seed --python "$(command -v python3)" .venv; }
 log "installing trainforge[operator,runtime,dev] into .venv (first run downloads torch and CUDA libs, ~3 GB)"
