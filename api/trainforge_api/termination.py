@@ -13,8 +13,10 @@ import math
 from typing import Any
 
 from trainforge_api import exitcodes
+from trainforge_api.trainingjob import ArtifactSummary
 
 MAX_BYTES = 4096
+MAX_MESSAGE_CHARS = 500  # a rank's own error text; the rest of the message must fit beside it
 Obj = dict[str, Any]
 
 
@@ -32,6 +34,36 @@ def json_safe(obj: Any) -> Any:
 def strict_dumps(obj: Any, **kwargs: Any) -> str:
     """json.dumps that never emits NaN/Infinity (they become null)."""
     return json.dumps(json_safe(obj), allow_nan=False, default=str, **kwargs)
+
+
+def rank_summary(
+    exit_reason: str,
+    *,
+    step: int | None = None,
+    metrics: Obj | None = None,
+    findings: list[Obj] | None = None,
+    total_steps: int | None = None,
+    resumed_from_step: int | None = None,
+    artifacts: ArtifactSummary | None = None,
+    message: str = "",
+) -> Obj:
+    """What one rank (or a launcher that started none) leaves behind when it stops: the keys
+    `encode` reads, so the runtime never spells them itself. Unknown or empty parts are left out.
+    """
+    summary: Obj = {
+        "exitReason": exit_reason,
+        "step": step,
+        "metrics": metrics or {},
+        "findings": findings or [],
+    }
+    optional = {
+        "totalSteps": total_steps,
+        "resumedFromStep": resumed_from_step,
+        "artifacts": None if artifacts is None else artifacts.model_dump(by_alias=True),
+        "message": message[:MAX_MESSAGE_CHARS] or None,
+    }
+    summary.update({k: v for k, v in optional.items() if v is not None})
+    return summary
 
 
 def encode(summary: Obj, code: int) -> str:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,14 +30,9 @@ from trainforge_runtime.config import (
     ENV_METRICS_PORT,
     ENV_RUN_DIR,
     ENV_TERMINATION_LOG,
+    free_port,
     validate_context,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def validate_context(ctx: JobContext) -> None:
         raise InvalidContextError("; ".join(problems))
 
 
-def _env_int(name: str, default: int, *alts: str) -> int:
+def env_int(name: str, default: int, *alts: str) -> int:
+    """The first of `name` and `alts` set in env, as an int; a non-number fails with exit 64."""
     for key in (name, *alts):
         value = os.environ.get(key)
         if value not in (None, ""):
@@ -71,6 +73,13 @@ def _env_int(name: str, default: int, *alts: str) -> int:
             except ValueError:
                 raise InvalidContextError(f"env {key}={value!r} is not an integer") from None
     return default
+
+
+def free_port() -> int:
+    """A port nothing listens on now: rendezvous for runs started without MASTER_PORT."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -89,17 +98,23 @@ class NodeEnv:
         """Env wins over the context so one ConfigMap serves every pod and attempt."""
         par = ctx.parallelism
         env = cls(
-            node_rank=_env_int("NODE_RANK", 0, "PET_NODE_RANK"),
-            nnodes=_env_int("NNODES", par.nodes, "PET_NNODES"),
-            nproc_per_node=_env_int("NPROC_PER_NODE", par.procs_per_node, "PET_NPROC_PER_NODE"),
+            node_rank=env_int("NODE_RANK", 0, "PET_NODE_RANK"),
+            nnodes=env_int("NNODES", par.nodes, "PET_NNODES"),
+            nproc_per_node=env_int("NPROC_PER_NODE", par.procs_per_node, "PET_NPROC_PER_NODE"),
             master_addr=os.environ.get("MASTER_ADDR")
             or os.environ.get("PET_MASTER_ADDR")
             or ctx.rendezvous.master_addr,
-            master_port=_env_int("MASTER_PORT", ctx.rendezvous.master_port, "PET_MASTER_PORT"),
-            attempt=_env_int(ENV_ATTEMPT, 0),
+            master_port=env_int("MASTER_PORT", ctx.rendezvous.master_port, "PET_MASTER_PORT"),
+            attempt=env_int(ENV_ATTEMPT, 0),
         )
         env.check(ctx)
         return env
+
+    @property
+    def global_ranks(self) -> range:
+        """The global ranks of this pod's local processes; on node 0 the first is rank 0."""
+        first = self.node_rank * self.nproc_per_node
+        return range(first, first + self.nproc_per_node)
 
     def check(self, ctx: JobContext) -> None:
         """The env must describe the same gang as the context, or ranks would never meet."""

@@ -10,7 +10,6 @@ which on node 0 is global rank 0.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -29,6 +28,7 @@ from trainforge_runtime.config import (
     NodeEnv,
     load_context,
 )
+from trainforge_runtime.summary import clear_summaries, read_first_summary
 
 log = logging.getLogger("trainforge.launch")
 
@@ -95,18 +95,6 @@ def run_agent(ctx: JobContext, env: NodeEnv) -> int:
     return exitcodes.SUCCESS
 
 
-def read_summary(run_dir: Path, env: NodeEnv) -> dict[str, Any]:
-    """The lowest local rank's summary (global rank 0 on node 0), or {} if none was written."""
-    first = env.node_rank * env.nproc_per_node
-    for rank in range(first, first + env.nproc_per_node):
-        path = run_dir / f"summary-rank{rank}.json"
-        try:
-            return dict(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return {}
-
-
 def write_termination_log(text: str) -> None:
     """Best effort: outside Kubernetes the path usually is not writable, and that is fine."""
     path = Path(os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG))
@@ -131,8 +119,7 @@ def prepare_run_dir(ctx: JobContext) -> Path:
         run_dir = root / f"{ctx.job.name}-{uuid.uuid4().hex[:8]}"
         os.environ[ENV_RUN_DIR] = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob("summary-rank*.json"):
-        stale.unlink()
+    clear_summaries(run_dir)
     return run_dir
 
 
@@ -144,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         env = NodeEnv.from_env(ctx)
     except exitcodes.InvalidContextError as exc:
         print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
-        write_termination_log(termination.encode({"message": exc.message}, exc.code))
+        summary = termination.rank_summary(exitcodes.reason_for(exc.code), message=exc.message)
+        write_termination_log(termination.encode(summary, exc.code))
         return exc.code
     run_dir = prepare_run_dir(ctx)
     log.info(
@@ -158,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         env.attempt,
     )
     code = run_agent(ctx, env)
-    write_termination_log(termination.encode(read_summary(run_dir, env), code))
+    summary = read_first_summary(run_dir, env.global_ranks)
+    write_termination_log(termination.encode(summary, code))
     log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
     return code
 
