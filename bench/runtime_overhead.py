@@ -113,7 +113,7 @@ class RuntimeLoop:
 
 def worker(rank: int, args: argparse.Namespace, port: int, queue: Any) -> None:
     from trainforge_api.context import JobContext
-    from trainforge_runtime.runtime import RuntimeContext
+    from trainforge_runtime.session import RuntimeContext
 
     os.environ.update(
         RANK=str(rank),

@@ -21,8 +21,10 @@ from torch import nn
 from trainforge_api.context import JobContext
 from trainforge_api.termination import encode
 from trainforge_runtime.artifacts import verify_upload
+from trainforge_runtime.bundle import split_metrics
+from trainforge_runtime.export import merge_pipeline_stages
 from trainforge_runtime.metrics import WorkerMetrics
-from trainforge_runtime.runtime import RuntimeContext, merge_pipeline_stages, split_metrics
+from trainforge_runtime.session import RuntimeContext
 
 
 @pytest.fixture(autouse=True)

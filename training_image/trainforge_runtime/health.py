@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from trainforge_api.exitcodes import HEALTH_STOP
 from trainforge_api.trainingjob import HealthRule
 
 log = logging.getLogger(__name__)
 
-EXIT_HEALTH_STOP = 65
+EXIT_HEALTH_STOP = HEALTH_STOP
 FINDINGS_METRIC = "trainforge_health_findings_total"
 
 

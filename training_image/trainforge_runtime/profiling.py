@@ -19,7 +19,10 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from trainforge_api.trainingjob import Profiling
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,19 @@ _COMM = re.compile(
 )
 _STEP = "ProfilerStep"  # "ProfilerStep#N" in traces, "ProfilerStep*" in events()
 TOP_N = 15
+
+
+class Profiler(Protocol):
+    """What the training loop sees: `step()` once per step, `phase(name)` around a phase."""
+
+    def step(self) -> None: ...
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager[Any]: ...
+
+
+def summary_path(out_dir: Path, rank: int) -> Path:
+    """Where a rank's JSON summary goes; the training report reads it back."""
+    return out_dir / f"summary-rank{rank}.json"
 
 
 class NullProfiler:
@@ -72,9 +88,7 @@ class TraceProfiler:
         prof.export_chrome_trace(str(trace))
         self.trace_files.append(trace)
         self.summary = self._summarise(prof)
-        (self.out_dir / f"summary-rank{self.rank}.json").write_text(
-            json.dumps(self.summary, indent=2) + "\n"
-        )
+        summary_path(self.out_dir, self.rank).write_text(json.dumps(self.summary, indent=2) + "\n")
         (self.out_dir / f"summary-rank{self.rank}.txt").write_text(
             render_text(
                 self.summary,
@@ -187,3 +201,19 @@ def maybe_profiler(
     ) as prof:
         wrapper._prof = prof
         yield wrapper
+
+
+def profiler_for(
+    cfg: Profiling, rank: int, out_dir: Path
+) -> contextlib.AbstractContextManager[NullProfiler | TraceProfiler]:
+    """`maybe_profiler` configured by the job's `profiling` section."""
+    return maybe_profiler(
+        cfg.enabled,
+        rank,
+        cfg.ranks,
+        cfg.wait,
+        cfg.warmup,
+        cfg.active,
+        cfg.repeat,
+        out_dir=out_dir,
+    )

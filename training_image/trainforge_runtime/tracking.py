@@ -139,3 +139,17 @@ class MlflowTracker:
             level = logging.DEBUG if self._warned else logging.WARNING
             log.log(level, "mlflow %s failed (training continues): %s", what, err)
             self._warned = True
+
+
+def start_tracker(ctx: JobContext, rank: int) -> MlflowTracker | None:
+    """Rank 0's started tracker when the job asks for MLflow; None elsewhere, or when the
+    tracking server cannot be reached (tracking is a side channel, never fatal)."""
+    tracker = MlflowTracker.from_context(ctx, rank) if rank == 0 else None
+    if tracker is None:
+        return None
+    try:
+        tracker.start(ctx.hyperparameters)
+    except Exception as exc:
+        log.warning("mlflow tracking disabled: %s", exc)
+        return None
+    return tracker

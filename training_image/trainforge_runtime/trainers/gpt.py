@@ -22,7 +22,7 @@ import trainforge_runtime
 from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.artifacts import dataset_fingerprint
 from trainforge_runtime.models.gpt import GPT, GPTConfig
-from trainforge_runtime.runtime import RuntimeContext
+from trainforge_runtime.session import RuntimeContext
 
 
 def load_corpus() -> str:
