@@ -20,7 +20,7 @@ from torch.nn import functional as F  # noqa: N812
 import trainforge_runtime
 from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.artifacts import dataset_fingerprint
-from trainforge_runtime.runtime import RuntimeContext
+from trainforge_runtime.session import RuntimeContext
 
 
 @dataclass
@@ -111,7 +111,7 @@ def train(ctx: RuntimeContext) -> Result:
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             step += 1
             acc = float((logits.argmax(1) == y).float().mean())
