@@ -25,19 +25,23 @@ from trainforge_api.context import (
 )
 from trainforge_api.trainingjob import KIND, TrainingJobSpec
 from trainforge_operator.config import DEFAULT_GPU_RESOURCE, OperatorConfig
+from trainforge_operator.names import (
+    CONTAINER,
+    LABEL_ATTEMPT,
+    LABEL_INDEX,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    LABEL_ROLE,
+    LABEL_UID,
+    MANAGED_BY,
+    QUEUE_LABEL,
+    context_name,
+    service_name,
+    worker_name,
+)
 
 Obj = dict[str, Any]
 
-LABEL_JOB = "trainforge.io/job-name"
-LABEL_UID = "trainforge.io/job-uid"
-LABEL_INDEX = "trainforge.io/replica-index"
-LABEL_ATTEMPT = "trainforge.io/attempt"
-LABEL_ROLE = "trainforge.io/role"
-LABEL_MANAGED = "app.kubernetes.io/managed-by"
-MANAGED_BY = "trainforge-operator"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-PROGRESS_ANNOTATION = "trainforge.io/progress"
-CONTAINER = "worker"
 CONTEXT_VOLUME = "job-context"
 SHM_VOLUME = "dshm"
 RESERVED_ENV = frozenset(
@@ -82,14 +86,6 @@ class JobRef:
         )
 
 
-def worker_name(job: str, index: int) -> str:
-    return f"{job}-worker-{index}"
-
-
-def context_name(job: str) -> str:
-    return f"{job}-context"
-
-
 def owner_reference(job: JobRef) -> Obj:
     return {
         "apiVersion": API_VERSION,
@@ -122,7 +118,7 @@ def build_service(job: JobRef) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(job, job.name),
+        "metadata": _metadata(job, service_name(job.name)),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -277,7 +273,7 @@ def build_worker_pod(
     pod_spec: Obj = {
         "restartPolicy": "Never",
         "hostname": worker_name(job.name, index),
-        "subdomain": job.name,
+        "subdomain": service_name(job.name),
         "enableServiceLinks": False,
         "securityContext": _security_context(spec, config),
         "containers": [container],

@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_operator import metrics
-from trainforge_operator.builders import LABEL_INDEX
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.names import LABEL_INDEX
 from trainforge_operator.progress import ProgressSource
 from trainforge_operator.reconcile import Observed, Plan, decide, status_dict
 

@@ -17,10 +17,10 @@ import kopf
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
-from trainforge_operator.builders import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
 from trainforge_operator.kube import KubeApi, load_kube_config
+from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import metrics
-from trainforge_operator.builders import LABEL_JOB, LABEL_UID
+from trainforge_operator.names import LABEL_JOB, LABEL_UID
 from trainforge_operator.reconcile import Event
 
 Obj = dict[str, Any]

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from trainforge_operator.builders import PROGRESS_ANNOTATION
+from trainforge_operator.names import PROGRESS_ANNOTATION
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from trainforge_api.trainingjob import (
     TrainingJobSpec,
     TrainingJobStatus,
 )
-from trainforge_operator import builders
+from trainforge_operator import builders, names
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.policies import (
     PodFailure,
@@ -310,9 +310,9 @@ class _Reconciler:
         if self._deadline_exceeded(spec):
             return
         attempt = self.status.attempt
-        stale = [p for p in self.obs.pods if _label_int(p, builders.LABEL_ATTEMPT) != attempt]
+        stale = [p for p in self.obs.pods if _label_int(p, names.LABEL_ATTEMPT) != attempt]
         self.delete(stale)
-        current = [p for p in self.pods if _label_int(p, builders.LABEL_ATTEMPT) == attempt]
+        current = [p for p in self.pods if _label_int(p, names.LABEL_ATTEMPT) == attempt]
         if self.old.phase == "Restarting":
             self.restarting(spec, current)
             return
@@ -447,12 +447,12 @@ class _Reconciler:
         """A running gang that lost a pod (deleted, node gone) restarts as a whole."""
         if self.old.phase != "Running":
             return False
-        present = {_label_int(p, builders.LABEL_INDEX) for p in current}
+        present = {_label_int(p, names.LABEL_INDEX) for p in current}
         missing = [i for i in range(spec.parallelism.nodes) if i not in present]
         if not missing:
             return False
         lost = PodFailure(
-            pod=builders.worker_name(self.job.name, missing[0]),
+            pod=names.worker_name(self.job.name, missing[0]),
             container="",
             exit_code=None,
             signal=None,
@@ -466,7 +466,7 @@ class _Reconciler:
 
     def progressing(self, spec: TrainingJobSpec, current: list[Obj], blocked: bool) -> None:
         nodes = spec.parallelism.nodes
-        present = {_label_int(p, builders.LABEL_INDEX) for p in current}
+        present = {_label_int(p, names.LABEL_INDEX) for p in current}
         if not blocked:
             for i in range(nodes):
                 if i not in present:
@@ -489,7 +489,7 @@ class _Reconciler:
 
     def absorb_summary(self, current: list[Obj]) -> None:
         """Final metrics, artifacts and findings from rank 0's termination message, if any."""
-        rank0 = next((p for p in current if _label_int(p, builders.LABEL_INDEX) == 0), None)
+        rank0 = next((p for p in current if _label_int(p, names.LABEL_INDEX) == 0), None)
         summary = (termination_summary(rank0) if rank0 is not None else None) or {}
         metrics = summary.get("metrics")
         if isinstance(metrics, dict):
@@ -585,8 +585,8 @@ class _Reconciler:
         self.cond("Stalled", True, "ProgressTimeout", message)
         self.event("Warning", "Stalled", message)
         stall = PodFailure(
-            pod=builders.worker_name(self.job.name, 0),
-            container=builders.CONTAINER,
+            pod=names.worker_name(self.job.name, 0),
+            container=names.CONTAINER,
             exit_code=None,
             signal=None,
             reason="Stalled",
