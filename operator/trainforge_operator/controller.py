@@ -29,8 +29,10 @@ from trainforge_operator import metrics
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import LABEL_INDEX
+from trainforge_operator.plan import Observed, Plan
 from trainforge_operator.progress import ProgressSource
-from trainforge_operator.reconcile import Observed, Plan, decide, status_dict
+from trainforge_operator.reconcile import decide
+from trainforge_operator.status import status_dict
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]

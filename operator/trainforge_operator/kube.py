@@ -23,7 +23,7 @@ from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import metrics
 from trainforge_operator.names import LABEL_JOB, LABEL_UID
-from trainforge_operator.reconcile import Event
+from trainforge_operator.plan import Event
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)

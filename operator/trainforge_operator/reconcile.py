@@ -4,15 +4,14 @@
 children to create, pods to delete, whether to delete the job (TTL), the complete new status and
 the Events to send after the status write. It never calls the API or reads the clock (`now` is
 observed), so every policy (restart, deadlines, suspension, hang detection) is unit-tested as a
-table of observed states. `executor.py` carries the plan out.
+table of observed states. The controller carries the plan out (`Controller.execute`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_api.progress import percent_done
@@ -24,10 +23,10 @@ from trainforge_api.trainingjob import (
     Phase,
     Progress,
     TrainingJobSpec,
-    TrainingJobStatus,
 )
 from trainforge_operator import builders, names
 from trainforge_operator.config import OperatorConfig
+from trainforge_operator.plan import Event, EventType, Observed, Plan
 from trainforge_operator.policies import (
     PodFailure,
     backoff_seconds,
@@ -43,72 +42,17 @@ from trainforge_operator.status import (
     human_duration,
     iso,
     parse_progress,
+    parse_status,
     parse_time,
     set_condition,
 )
 
 Obj = dict[str, Any]
-EventType = Literal["Normal", "Warning"]
 
-RUNNING_REQUEUE = 5.0
 PENDING_REQUEUE = 2.0
 # How long a failure that is only fallout of a peer's death waits for that peer's own status
 # (kubelets report on their own schedule), so the job is blamed on the rank that really failed.
 PEER_FALLOUT_GRACE_S = 20.0
-
-
-@dataclass(frozen=True)
-class Observed:
-    """Everything reconcile needs, read from the API just before deciding."""
-
-    body: Obj
-    pods: list[Obj]
-    has_service: bool
-    has_configmap: bool
-    now: dt.datetime
-    progress: Obj | None = None
-    rejected: str | None = None  # the API server refused a child built from this spec
-    configmap_data: dict[str, str] | None = None  # the context ConfigMap's data, when read
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
-
-
-@dataclass
-class Plan:
-    """What the executor does, in order: create, delete, write status, send events."""
-
-    create: list[Obj] = field(default_factory=list)
-    update: list[Obj] = field(default_factory=list)
-    delete_pods: list[str] = field(default_factory=list)
-    delete_job: bool = False
-    status: TrainingJobStatus = field(default_factory=TrainingJobStatus)
-    events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None
-    failed_reason: str | None = None
-    restarted: bool = False
-    became_running: bool = False
-    time_to_running: float | None = None
-
-
-def status_dict(status: TrainingJobStatus) -> Obj:
-    """The status as stored: camelCase, without unset (None) fields."""
-    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-def parse_status(raw: Obj | None) -> TrainingJobStatus:
-    """Lenient: unknown keys (e.g. written by other tools) are ignored."""
-    known = {f.alias or n for n, f in TrainingJobStatus.model_fields.items()}
-    try:
-        return TrainingJobStatus.model_validate(
-            {k: v for k, v in (raw or {}).items() if k in known}
-        )
-    except ValueError:
-        return TrainingJobStatus()
 
 
 def _label_int(pod: Obj, key: str) -> int | None:
@@ -543,7 +487,6 @@ class _Reconciler:
     def running(self, spec: TrainingJobSpec, current: list[Obj]) -> None:
         if self.old.phase != "Running":
             self.event("Normal", "Running", f"all {len(current)} workers are running")
-            self.plan.became_running = True
             created = [parse_time(p["metadata"].get("creationTimestamp")) for p in current]
             first = min((c for c in created if c is not None), default=None)
             if first is not None:

@@ -1,13 +1,36 @@
-"""Status helpers (pure): conditions, worker counts, progress parsing and time formatting."""
+"""Status helpers (pure): the status as stored, conditions, worker counts, progress parsing and
+time formatting."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from trainforge_api.trainingjob import Condition, Finding, Progress, WorkerCounts
+from trainforge_api.trainingjob import (
+    Condition,
+    Finding,
+    Progress,
+    TrainingJobStatus,
+    WorkerCounts,
+)
 
 Obj = dict[str, Any]
+
+
+def status_dict(status: TrainingJobStatus) -> Obj:
+    """The status as stored: camelCase, without unset (None) fields."""
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def parse_status(raw: Obj | None) -> TrainingJobStatus:
+    """Lenient: unknown keys (e.g. written by other tools) are ignored."""
+    known = {f.alias or n for n, f in TrainingJobStatus.model_fields.items()}
+    try:
+        return TrainingJobStatus.model_validate(
+            {k: v for k, v in (raw or {}).items() if k in known}
+        )
+    except ValueError:
+        return TrainingJobStatus()
 
 
 def iso(t: dt.datetime) -> str:
