@@ -27,11 +27,11 @@ from typing import Any, TypeVar
 from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_operator import metrics
 from trainforge_operator.config import OperatorConfig
+from trainforge_operator.decision import decide
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import LABEL_INDEX
 from trainforge_operator.plan import Observed, Plan
 from trainforge_operator.progress import ProgressSource
-from trainforge_operator.reconcile import decide
 from trainforge_operator.status import status_dict
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """kopf registration only: settings at startup and the two watch streams that wake reconciles.
 
-All logic lives in `controller.py` (loops), `reconcile.py` (decisions) and `builders.py`
-(children). Event handlers never patch objects, so kopf stores nothing on TrainingJobs or pods and
-no finalizer is added: deleting a job never waits for the operator. The handlers are async on
-purpose: they run on the operator's event loop, where the reconcile loops live (kopf would run
-sync handlers in a thread).
+All logic lives in `controller.py` (loops), `decision.py` and `policies/` (decisions) and
+`builders.py` (children). Event handlers never patch objects, so kopf stores nothing on
+TrainingJobs or pods and no finalizer is added: deleting a job never waits for the operator. The
+handlers are async on purpose: they run on the operator's event loop, where the reconcile loops
+live (kopf would run sync handlers in a thread).
 """
 
 from __future__ import annotations

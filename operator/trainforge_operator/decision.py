@@ -1,0 +1,77 @@
+"""The level-triggered reconcile decision, as one pure function: `decide(observed, config)`.
+
+It looks at a TrainingJob and its actual children and returns a `Plan`: children to create or
+update, pods to delete, whether to delete the job (TTL), the complete new status and the Events
+to send after the status write. It never calls the API or reads the clock (`now` is observed),
+so every policy is unit-tested as a table of observed states (tests/unit/policies/). `decide`
+is the phase machine; each policy is a module of `policies/`. The controller carries the plan
+out (`Controller.execute` in controller.py, through kube.py).
+"""
+
+from __future__ import annotations
+
+from trainforge_api.context import InvalidSpecError, parse_spec
+from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
+from trainforge_operator.config import OperatorConfig
+from trainforge_operator.plan import Observed, Plan
+from trainforge_operator.policies import failure, gang, success, suspend, timeouts, ttl
+from trainforge_operator.policies.state import Pass
+
+
+def decide(observed: Observed, config: OperatorConfig) -> Plan:
+    """The plan for one reconcile of one TrainingJob: the first state that applies decides."""
+    spec, problem = _read_spec(observed, config)
+    p = Pass.begin(observed, config, spec)
+    if p.old.phase in TERMINAL_PHASES:
+        ttl.finished(p)
+        return p.plan
+    if spec is None or problem:
+        failure.invalid(p, problem)
+        return p.plan
+    if spec.run_policy.suspend:
+        suspend.suspend(p)
+        return p.plan
+    suspend.resume(p)
+    gang.prepare(p, spec)
+    if timeouts.deadline_exceeded(p, spec):
+        return p.plan
+    current, stale = gang.split_attempts(p)
+    p.delete(stale)
+    if p.old.phase == "Restarting":
+        failure.recreate_gang(p, spec, current)
+        return p.plan
+    if failure.gang_failed(p, spec, current):
+        return p.plan
+    gang.create_missing(p, spec, current, blocked=bool(stale))
+    if gang.all_succeeded(spec, current):
+        success.succeed(p, spec, current)
+    elif gang.all_running(spec, current):
+        gang.running(p, current)
+        timeouts.check_stall(p, spec)
+    else:
+        gang.waiting(p, spec, current)
+        timeouts.check_pending(p, spec, current)
+    return p.plan
+
+
+def _read_spec(observed: Observed, config: OperatorConfig) -> tuple[TrainingJobSpec | None, str]:
+    """The spec (None when it does not parse), and why the job cannot run ('' when it can): the
+    API server rejected a child built from it, it breaks a rule, or its node pool is unknown."""
+    try:
+        spec = parse_spec(observed.body)
+    except InvalidSpecError as err:
+        spec, problem = None, _unquoted(err)
+    else:
+        problem = ""
+    if observed.rejected:
+        return spec, f"the API server rejected {observed.rejected}"
+    if spec is not None:
+        try:
+            config.pool(spec.node_pool)
+        except KeyError as err:
+            problem = _unquoted(err)
+    return spec, problem
+
+
+def _unquoted(err: Exception) -> str:
+    return str(err).strip("\"'")

@@ -1,0 +1,12 @@
+"""The reconcile policies, one module each; `decision.decide()` says which applies when.
+
+- `gang`: create the children and the missing workers; report Pending, Starting, Running;
+- `failure`: classify a failed pod, find the root cause, restart the gang or fail the job;
+- `timeouts`: activeDeadlineSeconds, maxPendingSeconds, progressTimeoutSeconds (onStall);
+- `success`: every worker exited 0; absorb rank 0's termination summary;
+- `suspend`: runPolicy.suspend and resuming;
+- `ttl`: a finished job's cleanPodPolicy and ttlSecondsAfterFinished;
+- `state`: the `Pass` they all read from and write to.
+
+Every function is pure: it reads the observed state and writes the new status and the plan.
+"""
