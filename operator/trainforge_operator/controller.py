@@ -6,6 +6,10 @@ least every `resync_seconds`. One loop per job means one writer per job status. 
 plain asyncio tasks rather than kopf daemons because kopf puts a finalizer on objects with daemons,
 and a finalizer would block `kubectl delete` whenever the operator is down; ownerReferences and
 the garbage collector do the cleanup instead.
+
+What saves API calls or orders them lives beside this loop: `admission.py` (at most
+apiConcurrency passes, new jobs first), `cache.py` (the job body and its children between
+passes), `events.py` (Events posted off the pass).
 """
 
 from __future__ import annotations
@@ -15,21 +19,22 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import heapq
-import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trainforge_api.context import InvalidSpecError, parse_spec
-from trainforge_operator import metrics
+from trainforge_operator import metrics, pods
+from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
+from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.decision import decide
+from trainforge_operator.events import EventPoster
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
-from trainforge_operator.names import LABEL_INDEX
+from trainforge_operator.names import context_name, service_name
 from trainforge_operator.plan import Observed, Plan
 from trainforge_operator.progress import ProgressSource
 from trainforge_operator.status import status_dict
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
+CONFLICT_REQUEUE = 0.2  # the status write lost a race: observe again almost at once
+MAX_ERROR_BACKOFF = 60.0
 
 
 def utcnow() -> dt.datetime:
@@ -51,58 +58,15 @@ def _never_reconciled(body: Obj) -> bool:
 
 @dataclass
 class _Loop:
+    """One job's reconcile task, what wakes it, and what it remembers between passes."""
+
     wake: asyncio.Event
     task: asyncio.Task[None] | None = None
-    last_progress: float = 0.0
-    own_version: str = ""  # resourceVersion produced by our last status write
-    seen_version: str = ""  # resourceVersion of the latest watch event for this job
-    body: Obj | None = None  # the job as last read or written by us ...
-    body_at: float = 0.0  # ... and when (monotonic)
-    # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
-    children_seen: tuple[str, int, float] = ("", 0, 0.0)
-    events: asyncio.Task[None] | None = None  # Events of earlier passes still being posted
+    last_progress: float = 0.0  # monotonic time of the last progress poll
+    cache: JobCache = field(default_factory=JobCache)
 
-
-class PriorityGate:
-    """At most `limit` holders; waiters are admitted lowest priority first, then in arrival order.
-
-    New jobs (priority 0) go before passes over jobs that already have their pods (priority 1),
-    so a burst of submissions gets every gang created before status-only passes use the API.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.free = limit
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    async def acquire(self, priority: int) -> None:
-        if self.free > 0 and not self._waiters:
-            self.free -= 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (priority, next(self._order), future))
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.release()  # admitted and cancelled in the same tick: pass the slot on
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
-                return
-        self.free += 1
-
-    @contextlib.asynccontextmanager
-    async def slot(self, priority: int) -> AsyncIterator[None]:
-        await self.acquire(priority)
-        try:
-            yield
-        finally:
-            self.release()
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
 
 
 class Controller:
@@ -123,11 +87,12 @@ class Controller:
         self.executor = ThreadPoolExecutor(
             max_workers=config.api_concurrency, thread_name_prefix="kube-api"
         )
-        # At most this many passes at once, new jobs first, then in arrival order: a burst of
-        # jobs is worked through job by job instead of every job advancing one call per round.
         self.passes = PriorityGate(config.api_concurrency)
-        # Events are posted off the pass, a few at a time, so they never hold up pod creation.
-        self.event_posts = asyncio.Semaphore(max(1, config.api_concurrency // 4))
+        self.events = EventPoster(
+            functools.partial(self._call, self.api.post_event),
+            clock,
+            at_once=max(1, config.api_concurrency // 4),
+        )
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -150,24 +115,12 @@ class Controller:
         """
         key = (namespace, name)
         loop = self.loops.get(key)
-        if loop is not None and resource_version:
-            loop.seen_version = resource_version
-        if loop is not None and body is not None and resource_version != loop.own_version:
-            self._remember(loop, body)
-        if (
-            loop is not None
-            and resource_version
-            and resource_version == loop.own_version
-            and loop.task is not None
-            and not loop.task.done()
-        ):
-            return
         if loop is None:
-            loop = _Loop(wake=asyncio.Event(), seen_version=resource_version or "")
-            if body is not None:
-                self._remember(loop, body)
-            self.loops[key] = loop
-        if loop.task is None or loop.task.done():
+            loop = self.loops[key] = _Loop(wake=asyncio.Event())
+        news = loop.cache.watched(resource_version, body)
+        if not news and loop.running():
+            return
+        if not loop.running():
             loop.task = asyncio.create_task(self._run(key, loop), name=f"reconcile {key}")
         loop.wake.set()
 
@@ -182,10 +135,10 @@ class Controller:
             metrics.JOB_RESTARTS.remove(namespace, name)
 
     async def stop(self) -> None:
-        tasks = [t for lp in self.loops.values() for t in (lp.task, lp.events) if t is not None]
+        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, self.events.stop(), return_exceptions=True)
         self.loops.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -195,8 +148,9 @@ class Controller:
         backoff = 1.0
         while True:
             try:
-                new_job = loop.body is None or _never_reconciled(loop.body)
-                async with self.passes.slot(0 if new_job else 1):
+                body = loop.cache.body
+                new_job = body is None or _never_reconciled(body)
+                async with self.passes.slot(NEW_JOB if new_job else KNOWN_JOB):
                     loop.wake.clear()  # wake-ups while queued are covered by this pass
                     requeue = await self.reconcile(key, loop)
                 backoff = 1.0
@@ -204,7 +158,7 @@ class Controller:
                 raise
             except Exception:
                 log.exception("reconcile of %s/%s failed; retrying in %.0fs", *key, backoff)
-                requeue, backoff = backoff, min(backoff * 2, 60.0)
+                requeue, backoff = backoff, min(backoff * 2, MAX_ERROR_BACKOFF)
             if requeue is None and key not in self.loops:
                 return
             if requeue is None:
@@ -216,152 +170,139 @@ class Controller:
 
     async def reconcile(self, key: Key, loop: _Loop) -> float | None:
         """One pass; returns seconds until the next wanted pass (None: only on events)."""
-        namespace, name = key
         started = time.perf_counter()
-        body = self._known_body(loop)
+        observed = await self.observe(key, loop)
+        if observed is None:
+            self.forget(*key)
+            return None
+        plan = decide(observed, self.config)
+        try:
+            committed = await self.execute(key, observed.body, plan, loop)
+        except ChildRejectedError as err:
+            log.warning("%s/%s: %s", *key, err)
+            plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
+            committed = await self.execute(key, observed.body, plan, loop)
+        if committed:
+            self._record(key, observed.body, plan)
+        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        return plan.requeue_after
+
+    # --- observe --------------------------------------------------------------------------------
+
+    async def observe(self, key: Key, loop: _Loop) -> Observed | None:
+        """The job and its children as decide() needs them; None when the job is gone."""
+        namespace, name = key
+        body = loop.cache.current_body(self.config.resync_seconds)
         if body is None:
             body = await self._call(self.api.get_job, namespace, name)
-            self._remember(loop, body)
+            loop.cache.remember(body)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            self.forget(namespace, name)
             return None
-        uid = body["metadata"].get("uid", "")
         metrics.JOB_RESTARTS.labels(namespace=namespace, job=name)  # per-job series start at 0
         if _never_reconciled(body):
             # Nothing was written for this job yet, so nothing is known to exist: plan every
             # child and let an AlreadyExists (left by a pass whose status write was lost) pass.
-            pods: list[Obj] = []
+            found: list[Obj] = []
             has_svc, has_cm, cm_data = False, False, None
         else:
-            pods, (has_svc, has_cm, cm_data) = await asyncio.gather(
+            uid = body["metadata"].get("uid", "")
+            found, (has_svc, has_cm, cm_data) = await asyncio.gather(
                 self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
             )
-        progress = await self._maybe_progress(body, pods, loop)
-        observed = Observed(
+        progress = await self._maybe_progress(body, found, loop)
+        return Observed(
             body=body,
-            pods=pods,
+            pods=found,
             has_service=has_svc,
             has_configmap=has_cm,
             now=self.clock(),
             progress=progress,
             configmap_data=cm_data,
         )
-        plan = decide(observed, self.config)
-        try:
-            committed = await self.execute(body, plan, loop)
-        except ChildRejectedError as err:
-            log.warning("%s/%s: %s", namespace, name, err)
-            plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
-            committed = await self.execute(body, plan, loop)
-        if committed:
-            self._record(key, body, plan)
-        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-        return plan.requeue_after
-
-    def _known_body(self, loop: _Loop) -> Obj | None:
-        """The job as we last read or wrote it, while the watch reports no newer version of it
-        (a pod event or a timer woke this pass) and it is younger than resync_seconds."""
-        if loop.body is None or not loop.seen_version:
-            return None
-        if time.monotonic() - loop.body_at >= self.config.resync_seconds:
-            return None
-        version = loop.body.get("metadata", {}).get("resourceVersion")
-        return loop.body if version == loop.seen_version else None
-
-    def _remember(self, loop: _Loop, body: Obj | None) -> None:
-        loop.body, loop.body_at = body, time.monotonic()
 
     async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
-        """Service exists? ConfigMap exists, and its data? Re-read after a spec change and at
-        least every resync_seconds; in between they are known to exist and be current."""
+        """Service exists? ConfigMap exists, and its data? Read only when the cache does not
+        know them (a spec change, or resync_seconds passed)."""
         meta = body["metadata"]
-        uid, generation, seen_at = loop.children_seen
-        fresh = time.monotonic() - seen_at < self.config.resync_seconds
-        if uid == meta.get("uid") and generation == meta.get("generation") and fresh:
+        if loop.cache.children_known(meta, self.config.resync_seconds):
             return True, True, None
         namespace, name = meta["namespace"], meta["name"]
         has_svc, cm_data = await asyncio.gather(
-            self._call(self.api.exists, "Service", namespace, name),
-            self._call(self.api.read_configmap_data, namespace, f"{name}-context"),
+            self._call(self.api.exists, "Service", namespace, service_name(name)),
+            self._call(self.api.read_configmap_data, namespace, context_name(name)),
         )
         return has_svc, cm_data is not None, cm_data
 
-    async def _maybe_progress(self, body: Obj, pods: list[Obj], loop: _Loop) -> Obj | None:
+    async def _maybe_progress(self, body: Obj, found: list[Obj], loop: _Loop) -> Obj | None:
         """Rank 0's progress, at most every progress_interval_seconds, only while Running."""
         if (body.get("status") or {}).get("phase") != "Running":
             return None
         now = time.monotonic()
         if now - loop.last_progress < self.config.progress_interval_seconds * 0.9:
             return None
-        rank0 = next(
-            (p for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_INDEX) == "0"),
-            None,
-        )
+        rank0 = pods.rank0(found)
         if rank0 is None:
             return None
         loop.last_progress = now
         port = int(((body.get("spec") or {}).get("metrics") or {}).get("port") or 9400)
         return await self.progress.fetch(rank0, port)
 
-    async def execute(self, body: Obj, plan: Plan, loop: _Loop | None = None) -> bool:
+    # --- act ------------------------------------------------------------------------------------
+
+    async def execute(self, key: Key, body: Obj, plan: Plan, loop: _Loop) -> bool:
         """Act, write the status once if it changed, then send Events (only after the write).
 
         Returns False when the status write lost a conflict: the pass is redone from scratch.
         """
+        await self._act(body, plan, loop)
+        if not await self._write_status(body, plan, loop):
+            return False
+        if plan.events:
+            self.events.send(key, body, plan.events)
+        if plan.delete_job:
+            log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", *key)
+            await self._call(self.api.delete_job, *key)
+        return True
+
+    async def _act(self, body: Obj, plan: Plan, loop: _Loop) -> None:
+        """Create and update children, then delete pods (creates raise ChildRejectedError)."""
         meta = body["metadata"]
-        namespace = meta["namespace"]
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
         for obj, new in zip(plan.create, created, strict=True):
-            what = "created" if new else "exists"
-            log.info("%s %s/%s", what, obj["kind"], obj["metadata"]["name"])
+            log.info(
+                "%s %s/%s", "created" if new else "exists", obj["kind"], obj["metadata"]["name"]
+            )
         await asyncio.gather(*(self._call(self.api.update_configmap, o) for o in plan.update))
         for obj in plan.update:
             log.info("updated %s/%s", obj["kind"], obj["metadata"]["name"])
-        if loop is not None:
-            loop.children_seen = (
-                str(meta.get("uid")),
-                int(meta.get("generation") or 0),
-                time.monotonic(),
-            )
+        loop.cache.saw_children(meta)
         if plan.delete_pods:
+            namespace = meta["namespace"]
             log.info(
                 "deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"]
             )
             await asyncio.gather(
                 *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
             )
+
+    async def _write_status(self, body: Obj, plan: Plan, loop: _Loop) -> bool:
+        """PUT the status at the observed resourceVersion, only if it changed; False on a 409."""
         new_status = status_dict(plan.status)
-        if new_status != (body.get("status") or {}):
-            stored = await self._call(self.api.replace_status, body, new_status)
-            if stored is None:
-                log.info("status of %s/%s changed underneath; retrying", namespace, meta["name"])
-                if loop is not None:
-                    self._remember(loop, None)
-                plan.requeue_after = 0.2
-                return False
-            if loop is not None:
-                loop.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
-                self._remember(loop, stored)
-        if plan.events:
-            posting = self._post_events(body, plan, loop.events if loop else None)
-            if loop is None:
-                await posting
-            else:
-                loop.events = asyncio.create_task(posting, name=f"events {meta['name']}")
-        if plan.delete_job:
-            log.info("deleting %s/%s: ttlSecondsAfterFinished elapsed", namespace, meta["name"])
-            await self._call(self.api.delete_job, namespace, meta["name"])
+        if new_status == (body.get("status") or {}):
+            return True
+        stored = await self._call(self.api.replace_status, body, new_status)
+        if stored is None:
+            meta = body["metadata"]
+            log.info(
+                "status of %s/%s changed underneath; retrying", meta["namespace"], meta["name"]
+            )
+            loop.cache.remember(None)
+            plan.requeue_after = CONFLICT_REQUEUE
+            return False
+        loop.cache.wrote(stored)
         return True
 
-    async def _post_events(self, body: Obj, plan: Plan, earlier: asyncio.Task[None] | None) -> None:
-        """Post a pass's Events after the earlier passes' ones (per-job order is kept)."""
-        now = self.clock()
-        if earlier is not None and not earlier.done():
-            with contextlib.suppress(Exception):
-                await earlier
-        for event in plan.events:
-            async with self.event_posts:  # post_event logs failures, never raises
-                await self._call(self.api.post_event, body, event, now)
+    # --- metrics --------------------------------------------------------------------------------
 
     def _record(self, key: Key, body: Obj, plan: Plan) -> None:
         """Counters on transitions (the plan only flags a transition once) and the job table."""

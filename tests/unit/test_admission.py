@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from trainforge_operator.controller import PriorityGate
+from trainforge_operator.admission import PriorityGate
 
 
 def test_waiters_are_admitted_by_priority_then_arrival() -> None:

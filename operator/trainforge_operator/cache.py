@@ -1,0 +1,75 @@
+"""What the controller remembers about one job between passes, to save API reads.
+
+A pass needs the job, its pods, its Service and its context ConfigMap. Reading all four on every
+pass of hundreds of jobs was most of the operator's API traffic, and in a burst it delayed the
+new gangs (the control-plane bench). So:
+
+- the job: the watch delivers every change of it, so the body from the latest watch event, or
+  from our own status write, stands in for a GET while it is the latest version the watch
+  reported and younger than resync_seconds;
+- the children: once a pass created or saw the Service and an up-to-date ConfigMap for this job
+  uid and generation, they are taken to exist until the spec changes or resync_seconds pass.
+
+Pods are always listed: they change on their own (kubelet, scheduler, evictions).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class JobCache:
+    body: Obj | None = None  # the job as last read or written by us ...
+    body_at: float = 0.0  # ... and when (monotonic)
+    own_version: str = ""  # resourceVersion produced by our last status write
+    seen_version: str = ""  # resourceVersion of the latest watch event for this job
+    # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
+    children_seen: tuple[str, int, float] = ("", 0, 0.0)
+
+    def watched(self, version: str | None, body: Obj | None) -> bool:
+        """Note a watch event of the job; False when it is only the echo of our own write."""
+        if version:
+            self.seen_version = version
+        echo = bool(version) and version == self.own_version
+        if body is not None and not echo:
+            self.remember(body)
+        return not echo
+
+    def remember(self, body: Obj | None) -> None:
+        """The job as just read (None: unknown, read it next time)."""
+        self.body, self.body_at = body, time.monotonic()
+
+    def wrote(self, stored: Obj) -> None:
+        """Our status write returned `stored`; the watch will echo its resourceVersion."""
+        self.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
+        self.remember(stored)
+
+    def current_body(self, max_age: float) -> Obj | None:
+        """The job as we last read or wrote it, while the watch reports no newer version of it
+        (a pod event or a timer woke this pass) and it is younger than `max_age` seconds."""
+        if self.body is None or not self.seen_version:
+            return None
+        if time.monotonic() - self.body_at >= max_age:
+            return None
+        version = self.body.get("metadata", {}).get("resourceVersion")
+        return self.body if version == self.seen_version else None
+
+    def children_known(self, meta: Obj, max_age: float) -> bool:
+        """The Service and an up-to-date ConfigMap were seen for this uid and generation, less
+        than `max_age` seconds ago."""
+        uid, generation, seen_at = self.children_seen
+        fresh = time.monotonic() - seen_at < max_age
+        return uid == meta.get("uid") and generation == meta.get("generation") and fresh
+
+    def saw_children(self, meta: Obj) -> None:
+        """A pass made sure the Service and the ConfigMap of this uid and generation exist."""
+        self.children_seen = (
+            str(meta.get("uid")),
+            int(meta.get("generation") or 0),
+            time.monotonic(),
+        )

@@ -1,0 +1,49 @@
+"""What the controller remembers between passes: when the watched body stands in for a GET."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainforge_operator.cache import JobCache
+
+
+def body(version: str, generation: int = 1) -> dict[str, object]:
+    return {"metadata": {"resourceVersion": version, "uid": "u1", "generation": generation}}
+
+
+def test_the_watched_body_stands_in_for_a_get_while_it_is_the_latest() -> None:
+    cache = JobCache()
+    assert cache.current_body(max_age=10) is None  # nothing watched yet
+    cache.watched("5", body("5"))
+    assert cache.current_body(max_age=10) == body("5")
+    cache.watched("6", None)  # a newer version announced without its body
+    assert cache.current_body(max_age=10) is None
+    assert cache.current_body(max_age=0) is None  # too old, whatever the version
+
+
+def test_the_echo_of_our_own_write_is_no_news() -> None:
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    assert cache.watched("7", body("7")) is False
+    assert cache.current_body(max_age=10) == body("7")
+    assert cache.watched("8", body("8")) is True
+    assert cache.current_body(max_age=10) == body("8")
+
+
+@pytest.mark.parametrize(
+    ("meta", "max_age", "known"),
+    [
+        pytest.param({"uid": "u1", "generation": 1}, 10, True, id="same job and spec"),
+        pytest.param({"uid": "u1", "generation": 2}, 10, False, id="spec changed"),
+        pytest.param({"uid": "u2", "generation": 1}, 10, False, id="a namesake job"),
+        pytest.param({"uid": "u1", "generation": 1}, 0, False, id="older than max_age"),
+    ],
+)
+def test_children_are_known_for_one_uid_and_generation(
+    meta: dict[str, object], max_age: float, known: bool
+) -> None:
+    cache = JobCache()
+    assert not cache.children_known({"uid": "u1", "generation": 1}, 10)
+    cache.saw_children({"uid": "u1", "generation": 1})
+    assert cache.children_known(meta, max_age) is known
