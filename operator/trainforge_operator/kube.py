@@ -1,19 +1,22 @@
-"""Thin Kubernetes API access for the reconciler (the official sync client, run in threads).
+"""Thin Kubernetes API access for the reconciler: the official sync client, called from threads.
 
 Why the `kubernetes` client and not kopf: kopf watches and dispatches but is not a general API
 client; it can patch only the object being handled. The reconciler needs to list, create and delete
 children, replace the status with optimistic concurrency (resourceVersion, 409 on conflict) and
-post Events after the write. The sync client is well-kept and typed enough; `asyncio.to_thread`
-keeps the event loop free. Responses are read as raw JSON (`_preload_content=False`) so every
-object is a plain camelCase dict, exactly what the pure builders and `decide()` use.
+post Events after the write. The sync client is well-kept and typed enough. Its calls block, so
+the controller runs each one on its own ThreadPoolExecutor of `apiConcurrency` threads
+(`loop.run_in_executor`), which keeps the event loop free. Responses are read as raw JSON
+(`_preload_content=False`) so every object is a plain camelCase dict, exactly what the pure
+builders and `decide()` use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from kubernetes import client, config
@@ -22,12 +25,17 @@ from kubernetes.client.exceptions import ApiException
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import metrics
-from trainforge_operator.names import LABEL_JOB, LABEL_UID
+from trainforge_operator.names import MANAGED_BY, job_pods_selector
 from trainforge_operator.plan import Event
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
-COMPONENT = "trainforge-operator"
+COMPONENT = MANAGED_BY  # the source of the operator's Events
+# Statuses that answer a request rather than fail it.
+ABSENT = (404,)  # a read or delete of something that is not there
+EXISTS = (409,)  # a create of a deterministic name that a previous pass already created
+STALE = (404, 409)  # a status write at a resourceVersion that is no longer current
+REJECTED = (400, 422)  # the API server refused an object built from the spec
 
 
 def load_kube_config() -> None:
@@ -66,7 +74,7 @@ def _server_message(err: ApiException) -> str:
 
 
 class KubeApi:
-    """The handful of API calls the reconciler makes; expected 404/409 are not errors."""
+    """The handful of API calls the reconciler makes; expected 404/409 are answers, not errors."""
 
     def __init__(self, api_client: Any | None = None, pool_size: int = 16) -> None:
         if api_client is None:
@@ -77,34 +85,52 @@ class KubeApi:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
 
-    def _error(self, verb: str, resource: str, err: ApiException) -> None:
-        metrics.API_ERRORS.labels(verb=verb, resource=resource).inc()
-        log.warning("%s %s failed: %s %s", verb, resource, err.status, err.reason)
+    def _send(
+        self,
+        verb: str,
+        resource: str,
+        request: Callable[[], Any],
+        *,
+        expected: Collection[int] = (),
+        read: bool = True,
+    ) -> Obj | None:
+        """Send one request (`_preload_content=False`): the parsed body when `read`, else {}
+        with the connection handed back unread. A status in `expected` is an answer: None. Any
+        other failure is counted (trainforge_api_errors_total), logged and raised."""
+        try:
+            resp = request()
+        except ApiException as err:
+            if err.status in expected:
+                return None
+            metrics.API_ERRORS.labels(verb=verb, resource=resource).inc()
+            log.warning("%s %s failed: %s %s", verb, resource, err.status, err.reason)
+            raise
+        if not read:
+            _release(resp)
+            return {}
+        return read_json(resp)
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
-        try:
-            resp = self.custom.get_namespaced_custom_object(
+        """The TrainingJob, or None when it does not exist."""
+        return self._send(
+            "get",
+            PLURAL,
+            lambda: self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            self._error("get", PLURAL, err)
-            raise
-        return read_json(resp)
+            ),
+            expected=ABSENT,
+        )
 
     def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object (the uid label excludes a deleted namesake's pods)."""
-        try:
-            resp = self.core.list_namespaced_pod(
-                namespace,
-                label_selector=f"{LABEL_JOB}={job},{LABEL_UID}={uid}",
-                _preload_content=False,
-            )
-        except ApiException as err:
-            self._error("list", "pods", err)
-            raise
-        items = read_json(resp).get("items") or []
+        listing = self._send(
+            "list",
+            "pods",
+            lambda: self.core.list_namespaced_pod(
+                namespace, label_selector=job_pods_selector(job, uid), _preload_content=False
+            ),
+        )
+        items = (listing or {}).get("items") or []
         return [p for p in items if isinstance(p, dict)]
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
@@ -112,42 +138,42 @@ class KubeApi:
             "Service": self.core.read_namespaced_service,
             "ConfigMap": self.core.read_namespaced_config_map,
         }[kind]
-        try:
-            _release(read(name, namespace, _preload_content=False))
-        except ApiException as err:
-            if err.status == 404:
-                return False
-            self._error("get", kind.lower() + "s", err)
-            raise
-        return True
+        found = self._send(
+            "get",
+            kind.lower() + "s",
+            lambda: read(name, namespace, _preload_content=False),
+            expected=ABSENT,
+            read=False,
+        )
+        return found is not None
 
     def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""
-        try:
-            resp = self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            self._error("get", "configmaps", err)
-            raise
-        data = read_json(resp).get("data") or {}
-        return {str(k): str(v) for k, v in data.items()}
+        cm = self._send(
+            "get",
+            "configmaps",
+            lambda: self.core.read_namespaced_config_map(name, namespace, _preload_content=False),
+            expected=ABSENT,
+        )
+        if cm is None:
+            return None
+        return {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
 
     def update_configmap(self, obj: Obj) -> None:
         """Replace the data of an existing ConfigMap we own."""
         meta = obj["metadata"]
         body: Any = {"data": obj["data"]}
-        try:
-            resp = self.core.patch_namespaced_config_map(
+        self._send(
+            "patch",
+            "configmaps",
+            lambda: self.core.patch_namespaced_config_map(
                 meta["name"], meta["namespace"], body, _preload_content=False
-            )
-            _release(resp)
-        except ApiException as err:
-            self._error("patch", "configmaps", err)
-            raise
+            ),
+            read=False,
+        )
 
     def create(self, obj: Obj) -> bool:
-        """Create a child; an AlreadyExists (409) is success: names are deterministic."""
+        """Create a child; an AlreadyExists (409) is success (False): names are deterministic."""
         kind = obj["kind"]
         namespace = obj["metadata"]["namespace"]
         raw: Any = obj  # the client accepts plain dicts; its stubs name only the model classes
@@ -160,28 +186,31 @@ class KubeApi:
         if create is None:
             raise ValueError(f"the operator does not create {kind} objects")
         try:
-            _release(create(namespace, raw, _preload_content=False))
+            created = self._send(
+                "create",
+                kind.lower() + "s",
+                lambda: create(namespace, raw, _preload_content=False),
+                expected=EXISTS,
+                read=False,
+            )
         except ApiException as err:
-            if err.status == 409:
-                return False
-            self._error("create", kind.lower() + "s", err)
-            if err.status in (400, 422):
+            if err.status in REJECTED:
                 message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
                 raise ChildRejectedError(message) from err
             raise
-        return True
+        return created is not None
 
     def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            _release(self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
-        except ApiException as err:
-            if err.status == 404:
-                return
-            self._error("delete", "pods", err)
-            raise
+        self._send(
+            "delete",
+            "pods",
+            lambda: self.core.delete_namespaced_pod(name, namespace, _preload_content=False),
+            expected=ABSENT,
+            read=False,
+        )
 
     def replace_status(self, body: Obj, status: Obj) -> Obj | None:
-        """PUT the status at the observed resourceVersion: the stored object, None on 409."""
+        """PUT the status at the observed resourceVersion: the stored object, None on 404/409."""
         meta = body["metadata"]
         obj = {
             "apiVersion": body["apiVersion"],
@@ -194,33 +223,40 @@ class KubeApi:
             "spec": body.get("spec", {}),
             "status": status,
         }
-        try:
-            resp = self.custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], obj,
+        return self._send(
+            "update",
+            PLURAL + "/status",
+            lambda: self.custom.replace_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                obj,
                 _preload_content=False,
-            )  # fmt: skip
-        except ApiException as err:
-            if err.status in (404, 409):
-                return None
-            self._error("update", PLURAL + "/status", err)
-            raise
-        return read_json(resp)
+            ),
+            expected=STALE,
+        )
 
     def delete_job(self, namespace: str, name: str) -> None:
-        try:
-            resp = self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background",
+        self._send(
+            "delete",
+            PLURAL,
+            lambda: self.custom.delete_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                propagation_policy="Background",
                 _preload_content=False,
-            )  # fmt: skip
-            _release(resp)
-        except ApiException as err:
-            if err.status == 404:
-                return
-            self._error("delete", PLURAL, err)
-            raise
+            ),
+            expected=ABSENT,
+            read=False,
+        )
 
     def post_event(self, body: Obj, event: Event, now: dt.datetime) -> None:
-        """A core/v1 Event on the TrainingJob; failures are logged, never fatal."""
+        """A core/v1 Event on the TrainingJob; failures are counted and logged, never fatal."""
         meta = body["metadata"]
         stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ev: Any = {
@@ -242,9 +278,12 @@ class KubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        try:
-            _release(
-                self.core.create_namespaced_event(meta["namespace"], ev, _preload_content=False)
+        with contextlib.suppress(ApiException):
+            self._send(
+                "create",
+                "events",
+                lambda: self.core.create_namespaced_event(
+                    meta["namespace"], ev, _preload_content=False
+                ),
+                read=False,
             )
-        except ApiException as err:
-            self._error("create", "events", err)
