@@ -16,10 +16,11 @@ $(VENV_STAMP): pyproject.toml
 
 venv: $(VENV_STAMP) ## create .venv with the operator, runtime and dev extras
 
-lint: venv ## ruff and mypy (strict on the operator)
+lint: venv ## ruff, mypy (strict) and the import layers (lint-imports, pyproject.toml)
 	$(PY) -m ruff check api operator training_image tests hack bench
 	$(PY) -m ruff format --check api operator training_image tests hack bench
 	$(PY) -m mypy
+	lint-imports
 
 crds: venv ## regenerate crds/ and the chart's CRD copy from the pydantic models
 	$(PY) hack/gen_crds.py
