@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2034  # variables here are for the scripts that source this file
 # Shared helpers for the offline build scripts: pinned versions, a versioned cache, progress lines,
-# build locks, and the Go-build skeleton every Go tool's script shares.
+# build locks, and the Go-build, debootstrap and image skeletons every build script shares.
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +20,10 @@ load_versions() {
   done < "$HACK_DIR/versions.env"
 }
 load_versions
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# Images made here from the pins above: the kind node and the minimal base of the cluster's add-ons.
+NODE_IMAGE="${NODE_IMAGE:-offline.local/kind-node:$K8S_VERSION}"
+MINI_BASE_IMAGE="trainforge/kind-mini-base:$DEBIAN_SUITE"
 
 log() { printf '\033[1;34m[%s %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$(basename "$0" .sh)" "$*" >&2; }
 die() { printf '\033[1;31m[%s] error:\033[0m %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
@@ -104,6 +108,58 @@ v = json.load(sys.stdin)
 for k in sys.argv[1].split("."):
     v = v.get(k, {}) if isinstance(v, dict) else {}
 print(v if isinstance(v, str) else "")' "$1"
+}
+
+# debootstrap_tar TARBALL PACKAGES WORKDIR [CUSTOMIZE_FN]: a Debian $DEBIAN_SUITE minbase rootfs
+# with PACKAGES, packed (numeric owners) into TARBALL once and reused after. It is assembled in
+# WORKDIR, which the caller removes; CUSTOMIZE_FN ROOT runs before the clean-up and packing.
+debootstrap_tar() {
+  local tarball=$1 packages=$2 customize=${4:-} root start
+  root="$3/rootfs-$(basename "$tarball" .tar)"
+  [ -f "$tarball" ] && return 0
+  command -v debootstrap >/dev/null || {
+    log "apt-get install debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null
+  }
+  start=$(date +%s)
+  log "debootstrap $DEBIAN_SUITE minbase for $(basename "$tarball") (cold: ~2-4 min; log: $root.log)"
+  debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" \
+    >"$root.log" 2>&1 || die "debootstrap failed, see $root.log (set DEBIAN_MIRROR to another mirror)"
+  [ -z "$customize" ] || "$customize" "$root"
+  chroot "$root" apt-get clean
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* \
+    "$root"/usr/share/man/* "$root"/var/log/*.log
+  mkdir -p "$(dirname "$tarball")"
+  tar --numeric-owner -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf "$root"
+  log "$(basename "$tarball"): $(du -h "$tarball" | cut -f1) in $(( $(date +%s) - start ))s"
+}
+
+# docker_image REF DOCKERFILE CONTEXT [docker build args...]: build REF from hack/images/DOCKERFILE.
+docker_image() {
+  local ref=$1 dockerfile=$2 ctx=$3; shift 3
+  docker build -q -t "$ref" -f "$HACK_DIR/images/$dockerfile" "$@" "$ctx" >/dev/null
+}
+
+# file_image REF DOCKERFILE [--build-arg NAME=VALUE...] FILE...: build REF from hack/images/
+# DOCKERFILE with a build context of just these files (binaries, configs), copied by name.
+file_image() (
+  local ref=$1 dockerfile=$2 ctx args=(); shift 2
+  while [ "${1:-}" = --build-arg ]; do args+=("$1" "$2"); shift 2; done
+  mkdir -p "$CACHE_DIR/build"
+  ctx=$(mktemp -d "$CACHE_DIR/build/image.XXXXXX")
+  trap 'rm -rf "$ctx"' EXIT
+  cp -r "$@" "$ctx/"
+  docker_image "$ref" "$dockerfile" "$ctx" "${args[@]}"
+)
+
+# image_from_rootfs TARBALL|- DOCKERFILE REF: `docker import` a root filesystem (- reads the tar
+# from stdin), then build REF on it with DOCKERFILE (FROM its ARG ROOTFS) for ENV, CMD and such.
+image_from_rootfs() {
+  local rootfs="$3-rootfs"
+  docker import "$1" "$rootfs" >/dev/null
+  docker_image "$3" "$2" "$HACK_DIR/images" --build-arg ROOTFS="$rootfs"
+  docker rmi "$rootfs" >/dev/null 2>&1 || true
 }
 
 # build_lock PATH: serialise builds of one output (hack/build-tools.sh may be building it in the
