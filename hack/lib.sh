@@ -21,9 +21,12 @@ load_versions() {
 }
 load_versions
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-# Images made here from the pins above: the kind node and the minimal base of the cluster's add-ons.
+# Images made here from the pins above: the kind node, the minimal base of the cluster's add-ons,
+# and this repository's two (hack/build-images.sh).
 NODE_IMAGE="${NODE_IMAGE:-offline.local/kind-node:$K8S_VERSION}"
 MINI_BASE_IMAGE="trainforge/kind-mini-base:$DEBIAN_SUITE"
+OPERATOR_IMAGE="${OPERATOR_IMAGE:-trainforge/operator:$TRAINFORGE_VERSION}"
+WORKER_IMAGE="${WORKER_IMAGE:-trainforge/worker:$TRAINFORGE_VERSION}"
 
 log() { printf '\033[1;34m[%s %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$(basename "$0" .sh)" "$*" >&2; }
 die() { printf '\033[1;31m[%s] error:\033[0m %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
