@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# Build trainforge/operator:0.1.0 (Dockerfile) and trainforge/worker:0.1.0
-# (training_image/Dockerfile) on the offline base image from build-base-image.sh.
+# Build $OPERATOR_IMAGE (Dockerfile) and $WORKER_IMAGE (training_image/Dockerfile), by default
+# trainforge/{operator,worker}:$TRAINFORGE_VERSION, on the base image from build-base-image.sh.
 # The worker's wheels (torch is ~3 GB with its CUDA libraries) are downloaded once on the host into
 # $CACHE_DIR/wheels/worker and served to `docker build` over HTTP on the docker bridge, so a code
 # change never re-downloads them and they never end up in an image layer or the build context.
 # Usage: hack/build-images.sh [operator] [worker]   (default: both)
 source "$(dirname "$0")/lib.sh"
-VERSION="${TRAINFORGE_VERSION:-0.1.0}"
-OPERATOR_IMAGE="${OPERATOR_IMAGE:-trainforge/operator:$VERSION}"
-WORKER_IMAGE="${WORKER_IMAGE:-trainforge/worker:$VERSION}"
 WHEELS="$CACHE_DIR/wheels/worker"
 PY="${PY:-$REPO_ROOT/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3

@@ -4,31 +4,25 @@
 #                       stream phase/step/loss, print the final status, test accuracy, artifact URI
 #                       and how to open the report and Prometheus.
 #   hack/demo.sh down   delete the cluster and its local state.
-source "$(dirname "$0")/lib.sh"
-CLUSTER="${TRAINFORGE_CLUSTER:-trainforge-e2e}"
-E2E_DIR="$CACHE_DIR/e2e/$CLUSTER"
-KIND="$CACHE_DIR/kind-tools-$KIND_VERSION/bin/kind"
-KUBECTL="$CACHE_DIR/k8s-$K8S_VERSION/bin/kubectl"
+source "$(dirname "$0")/e2e-lib.sh"
 JOB_FILE="${JOB_FILE:-$REPO_ROOT/examples/digits-ddp.yaml}"
 TIMEOUT="${DEMO_TIMEOUT:-1800}"
 
 if [ "${1:-}" = "down" ]; then
-  if [ -x "$KIND" ] && "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+  if [ -x "$KIND" ] && cluster_exists; then
     log "deleting kind cluster $CLUSTER"; "$KIND" delete cluster --name "$CLUSTER" >&2
   else
     log "no kind cluster $CLUSTER"
   fi
-  if docker inspect trainforge-registry >/dev/null 2>&1; then
+  if docker inspect "$REGISTRY" >/dev/null 2>&1; then
     log "removing the local registry container and its volume"
-    docker rm -f trainforge-registry >/dev/null; docker volume rm trainforge-registry >/dev/null 2>&1 || true
+    docker rm -f "$REGISTRY" >/dev/null; docker volume rm "$REGISTRY" >/dev/null 2>&1 || true
   fi
   rm -rf "$E2E_DIR"; log "removed $E2E_DIR (built images and tool caches are kept)"; exit 0
 fi
 
 "$HACK_DIR/e2e-up.sh" >/dev/null
-export KUBECONFIG="$E2E_DIR/kubeconfig"
 set -a; source "$E2E_DIR/endpoints.env"; set +a
-k() { "$KUBECTL" "$@"; }
 job=$(k create --dry-run=client -f "$JOB_FILE" -o jsonpath='{.metadata.name}')
 k delete trainingjob "$job" --ignore-not-found --wait=true >/dev/null
 k apply -f "$JOB_FILE" >/dev/null
@@ -53,7 +47,6 @@ out="$REPO_ROOT/trainforge-output/demo/$job"
 report=""
 if [ -n "$uri" ]; then
   set -a; source "$E2E_DIR/minio.env"; set +a
-  PY="$REPO_ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
   report=$("$PY" - "$MINIO_ENDPOINT" "$uri" "$out" <<'PY'
 import pathlib, sys
 

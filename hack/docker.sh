@@ -77,7 +77,7 @@ start_dockerd() {
 }
 
 stop_own_dockerd() {
-  local pid; pid=$(pgrep -x dockerd | head -1 || true)
+  local pid; pid=$(pgrep -o -x dockerd || true)   # -o: one pid, without `| head` under pipefail
   [ -n "$pid" ] || return 0
   log "restarting dockerd (pid $pid) to load $DAEMON_JSON"
   kill "$pid"; for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done

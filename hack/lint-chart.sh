@@ -13,7 +13,6 @@ cd "$REPO_ROOT"
 
 CHART=charts/trainforge
 PY="${PY:-$REPO_ROOT/.venv/bin/python}"
-PROMOP_VERSION="${PROMOP_VERSION:-v0.85.0}"
 OUT_DIR="${OUT_DIR:-$CACHE_DIR/lint-chart}"
 MONITORING_API=monitoring.coreos.com/v1
 
@@ -37,9 +36,7 @@ ensure_promtool() {
 # The Prometheus operator's CRDs ship inside its Go module: validate monitors and rules against them.
 promop_crds() {
   local dir
-  dir=$(go_env; nice -n 10 go mod download -json \
-        "github.com/prometheus-operator/prometheus-operator@$PROMOP_VERSION" \
-        | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
+  dir=$(go_env; go_mod_dir "github.com/prometheus-operator/prometheus-operator@$PROMOP_VERSION") \
     || die "cannot fetch prometheus-operator@$PROMOP_VERSION from the Go module proxy"
   for kind in servicemonitors podmonitors prometheusrules; do
     echo "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml"
@@ -47,8 +44,7 @@ promop_crds() {
 }
 
 # The Kubernetes OpenAPI v3 documents ship in the k8s.io/kubernetes module (cached after build-k8s).
-k8s_dir=$(go_env; nice -n 10 go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
-          | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
+k8s_dir=$(go_env; go_mod_dir "k8s.io/kubernetes@$K8S_VERSION") \
   || die "cannot fetch k8s.io/kubernetes@$K8S_VERSION from the Go module proxy"
 export GOMODCACHE="${k8s_dir%%/k8s.io/kubernetes@*}"
 

@@ -27,7 +27,21 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator
 
-K8S_VERSION = os.environ.get("K8S_VERSION", "v1.34.4")
+VERSIONS_ENV = Path(__file__).resolve().parent / "versions.env"
+
+
+def pinned(name: str) -> str:
+    """A version pinned in hack/versions.env (as hack/lib.sh reads it: the environment wins)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    for line in VERSIONS_ENV.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key == name:
+            return value
+    raise KeyError(f"{name} is not pinned in {VERSIONS_ENV}")
+
+
+K8S_VERSION = pinned("K8S_VERSION")
 GVK_KEY = "x-kubernetes-group-version-kind"
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 

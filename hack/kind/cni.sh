@@ -5,8 +5,8 @@
 # Usage: hack/kind/cni.sh CLUSTER_NAME KUBECONFIG
 source "$(dirname "$0")/../lib.sh"
 CLUSTER="${1:?cluster name}"; KUBECONFIG_FILE="${2:?kubeconfig}"
-KUBECTL="$CACHE_DIR/k8s-$K8S_VERSION/bin/kubectl --kubeconfig $KUBECONFIG_FILE"
-mapfile -t NODES < <($KUBECTL get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+KUBECTL="$(tool_dir k8s "$K8S_VERSION")/bin/kubectl"
+mapfile -t NODES < <("$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
 [ ${#NODES[@]} -gt 0 ] || die "no nodes in cluster $CLUSTER"
 for line in "${NODES[@]}"; do
   read -r name cidr _ <<<"$line"
