@@ -71,7 +71,9 @@ install -m 0644 "$FILES"/etc/sysctl.d/* "$ROOT/etc/sysctl.d/"
 install -m 0644 "$FILES"/etc/systemd/system/*.service "$FILES"/etc/systemd/system/*.slice "$ROOT/etc/systemd/system/"
 install -m 0644 "$FILES"/etc/systemd/system/kubelet.service.d/* "$ROOT/etc/systemd/system/kubelet.service.d/"
 chmod 0755 "$ROOT/kind" "$ROOT/kind/bin"
-# Debian paths and this machine's quirks (notes: offline-clusters.md §4.1, §5.1).
+# Debian's packages put containerd in /usr/bin and the CNI plugins in /usr/lib/cni, where kind
+# expects /usr/local/bin and /opt/cni/bin; the sandbox image must be the preloaded pause, and
+# containerd must not set oom_score_adj below the kind node's own (this VM refuses it).
 ln -sf /usr/bin/containerd "$ROOT/usr/local/bin/containerd"
 rm -rf "$ROOT/opt/cni/bin"; mkdir -p "$ROOT/opt/cni"; ln -s /usr/lib/cni "$ROOT/opt/cni/bin"
 sed -i -E "s#^( *sandbox_image = ).*#\\1\"$PAUSE_IMAGE\"#; s#^( *restrict_oom_score_adj = ).*#\\1true#" "$ROOT/etc/containerd/config.toml"
