@@ -67,7 +67,10 @@ def _line_plot(title: str, series: Mapping[str, Series], ylabel: str) -> str:
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.lines:
+        ax.legend()
+    else:  # every value was NaN or infinite: say so rather than draw an empty chart
+        ax.text(0.5, 0.5, "no finite values to plot", ha="center", transform=ax.transAxes)
     return _img(_png(fig), title)
 
 
