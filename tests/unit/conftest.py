@@ -91,18 +91,18 @@ def make_pod(
     }
 
 
+def node_pools() -> dict[str, NodePool]:
+    """An NVIDIA pool with its taint and an AMD pool, as the tests' operator config maps them."""
+    return {
+        "gpu": NodePool(
+            node_selector={"trainforge.io/pool": "gpu"},
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            gpu_resource_name="nvidia.com/gpu",
+        ),
+        "amd": NodePool(node_selector={"pool": "amd"}, gpu_resource_name="amd.com/gpu"),
+    }
+
+
 @pytest.fixture
 def config() -> OperatorConfig:
-    return OperatorConfig(
-        default_image="trainforge/worker:test",
-        node_pools={
-            "gpu": NodePool(
-                node_selector={"trainforge.io/pool": "gpu"},
-                tolerations=[
-                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-                ],
-                gpu_resource_name="nvidia.com/gpu",
-            ),
-            "amd": NodePool(node_selector={"pool": "amd"}, gpu_resource_name="amd.com/gpu"),
-        },
-    )
+    return OperatorConfig(default_image="trainforge/worker:test", node_pools=node_pools())

@@ -15,9 +15,9 @@ import pytest
 
 from trainforge_api.context import parse_spec
 from trainforge_operator import builders
-from trainforge_operator.config import NodePool, OperatorConfig
+from trainforge_operator.config import OperatorConfig
 
-from .conftest import make_job
+from .conftest import make_job, node_pools
 from .golden import GOLDEN_DIR, assert_golden
 
 Obj = dict[str, Any]
@@ -144,16 +144,7 @@ def golden_config() -> OperatorConfig:
         image_pull_policy="IfNotPresent",
         run_as_user=1000,
         default_node_pool="",
-        node_pools={
-            "gpu": NodePool(
-                node_selector={"trainforge.io/pool": "gpu"},
-                tolerations=[
-                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-                ],
-                gpu_resource_name="nvidia.com/gpu",
-            ),
-            "amd": NodePool(node_selector={"pool": "amd"}, gpu_resource_name="amd.com/gpu"),
-        },
+        node_pools=node_pools(),
     )
 
 
