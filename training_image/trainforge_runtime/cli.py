@@ -33,6 +33,7 @@ from trainforge_runtime.config import (
     free_port,
     validate_context,
 )
+from trainforge_runtime.convert import convert_file
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
@@ -212,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-uris", action="store_true", help="keep remote artifact/ckpt URIs")
     run.add_argument("--metrics-port", type=int, default=None, help="base metrics port")
     run.add_argument("--resume", action="store_true", help="continue from local checkpoints")
+    convert = sub.add_parser("convert", help="print a Kubeflow PyTorchJob file as a TrainingJob")
+    convert.add_argument("file", type=Path)
     args = parser.parse_args(argv)
+    if args.cmd == "convert":
+        return convert_file(args.file)
     if not args.local:
         print("trainforge run: only --local is supported; use kubectl apply -f for clusters")
         return 2
