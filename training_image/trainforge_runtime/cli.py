@@ -34,6 +34,7 @@ from trainforge_runtime.config import (
     validate_context,
 )
 from trainforge_runtime.convert import convert_file
+from trainforge_runtime.stage_data import stage_local
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def run_local(
         f"trainforge: running {name} locally: {par.nodes} node(s) x {par.procs_per_node} proc(s), "
         f"layout {par.layout}; progress on http://127.0.0.1:{base}/progress; output {out_dir}"
     )
-    spec_env = plain_env(manifest)
+    spec_env = plain_env(manifest) | stage_local(ctx.data, out_dir)
     procs = []
     for node in range(par.nodes):
         log_file = (out_dir / f"node-{node}.log").open("w")
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = run_local(args.file, args.output, args.keep_uris, args.metrics_port, args.resume)
-    except exitcodes.InvalidContextError as exc:
+    except exitcodes.RuntimeExit as exc:  # an invalid job, or data that cannot be staged
         print(f"trainforge: {exc.message}", file=sys.stderr)
         code = exc.code
     return code
