@@ -8,7 +8,6 @@ value), so the sample cannot drift from the columns. `--update-goldens` rewrites
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
