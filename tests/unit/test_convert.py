@@ -55,9 +55,18 @@ def test_master_and_workers_become_nodes_and_nproc_maps() -> None:
     assert "kubectl.kubernetes.io/last-applied-configuration" not in job["metadata"]["annotations"]
 
 
-def test_a_fully_mappable_job_converts_without_warnings() -> None:
+def test_a_fully_mappable_job_warns_only_that_trainforge_starts_the_processes() -> None:
     _, warnings = convert(load("gpu-full"))
-    assert warnings == []
+    assert len(warnings) == 1
+    assert warnings[0].startswith("spec.nprocPerNode: 2 processes per pod with a command that")
+
+
+def test_a_torchrun_command_is_pointed_at_the_docs() -> None:
+    job, warnings = convert(load("torchrun-gpu"))
+    assert job["spec"]["parallelism"] == {"nodes": 2}  # procsPerNode defaults to the 4 GPUs
+    assert [w.split(":")[0] for w in warnings] == [
+        "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].command"
+    ]
 
 
 def test_every_unmappable_field_is_named() -> None:

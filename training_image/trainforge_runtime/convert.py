@@ -208,6 +208,11 @@ def _container(container: Obj, path: str, conv: _Conversion) -> str | None:
     for src, dst in simple.items():
         if container.get(src):
             conv.spec[dst] = copy.deepcopy(container[src])
+    if starts_torchrun(container.get("command") or []):
+        conv.warn(
+            f"{path}.command",
+            "starts torchrun; docs/byo-code.md says how trainforge runs a torchrun command",
+        )
     if container.get("env"):
         conv.spec["env"] = copy.deepcopy(container["env"])
     _resources(container.get("resources") or {}, f"{path}.resources", conv)
@@ -312,6 +317,20 @@ def _nproc(spec: Obj, conv: _Conversion) -> None:
         )
     elif text not in ("auto", "gpu"):
         conv.warn(path, f"unknown value {text!r}; trainforge runs its default")
+    procs = int(conv.spec["parallelism"].get("procsPerNode") or gpus or 1)
+    if procs > 1 and not starts_torchrun(conv.spec.get("command") or []):
+        conv.warn(
+            path,
+            f"{procs} processes per pod with a command that does not start torchrun: trainforge "
+            "starts them itself, each with its own RANK, LOCAL_RANK and WORLD_SIZE",
+        )
+
+
+def starts_torchrun(command: list[str]) -> bool:
+    """`torchrun ...` or `python -m torch.distributed.run|launch ...`."""
+    if command and command[0].rsplit("/", 1)[-1] == "torchrun":
+        return True
+    return any(m in command for m in ("torch.distributed.run", "torch.distributed.launch"))
 
 
 def _run_policy(policy: Obj, conv: _Conversion) -> None:
