@@ -65,7 +65,6 @@ RESERVED_ENV = frozenset(
         ENV_ATTEMPT,
         ENV_POD_NAME,
         ENV_CONTEXT_FILE,
-        ENV_DATA_DIR,
     }
 )
 LAUNCHER = ["python", "-m", "trainforge_runtime.launch"]
@@ -247,6 +246,7 @@ def add_data_staging(spec: TrainingJobSpec, config: OperatorConfig, pod_spec: Ob
     mount = {"name": DATA_VOLUME, "mountPath": DATA_DIR}
     data_env = {"name": ENV_DATA_DIR, "value": DATA_DIR}
     training = pod_spec["containers"][0]
+    training["env"] = [e for e in training["env"] if e.get("name") != ENV_DATA_DIR]
     training["env"].append(dict(data_env))
     training["volumeMounts"].append(dict(mount))
     env: list[Obj] = [{"name": ENV_CONTEXT_FILE, "value": CONTEXT_PATH}, data_env]
