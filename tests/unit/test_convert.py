@@ -8,6 +8,7 @@ tests after the goldens name what must hold whatever the goldens say.
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,11 @@ def test_cli_fails_clearly_on_a_bad_file(
     path.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
     assert cli.main(["convert", str(path)]) == 2
     assert "holds no document with kind: PyTorchJob" in capsys.readouterr().err
+
+
+def test_cli_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO((MANIFESTS / "mnist-cpu.yaml").read_text()))
+    assert cli.main(["convert", "-"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["metadata"]["name"] == "mnist-cpu"

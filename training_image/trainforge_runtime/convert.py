@@ -403,9 +403,11 @@ def _metadata(job: Obj, conv: _Conversion) -> Obj:
 
 def convert_file(path: Path) -> int:
     """The CLI: the TrainingJob as YAML on stdout, `warning: <field>: ...` lines on stderr;
-    exit 2 with the reason when the file cannot be converted."""
+    exit 2 with the reason when the file cannot be converted. `-` reads stdin, so
+    `kubectl get pytorchjob NAME -o yaml | trainforge convert -` works."""
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        docs = [d for d in yaml.safe_load_all(text) if d]
         job = next(
             (d for d in docs if isinstance(d, dict) and d.get("kind") == KUBEFLOW_KIND), None
         )
