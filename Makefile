@@ -79,3 +79,6 @@ tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
 .PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
+
+images: ## build and push the operator and worker images: make images REGISTRY=ghcr.io/my-org
+	REGISTRY=$(REGISTRY) hack/push-images.sh

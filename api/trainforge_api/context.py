@@ -38,6 +38,8 @@ ENV_ATTEMPT = "TRAINFORGE_ATTEMPT"  # gang restart attempt, 0-based
 ENV_POD_NAME = "TRAINFORGE_POD_NAME"
 ENV_FAULT = "TRAINFORGE_FAULT"  # deterministic fault injection, see runtime docs
 ENV_S3_ENDPOINT = "TRAINFORGE_S3_ENDPOINT"  # S3-compatible endpoint URL for s3:// URIs
+ENV_DATA_DIR = "TRAINFORGE_DATA_DIR"  # where spec.data.uri was staged (the dataset initializer)
+DATA_DIR = "/var/trainforge/data"  # its mount path in worker pods
 
 
 class InvalidSpecError(ValueError):

@@ -12,6 +12,7 @@ USER_ERROR = 1
 INVALID_CONTEXT = 64
 HEALTH_STOP = 65
 UPLOAD_FAILED = 66
+DATA_STAGING_FAILED = 67  # the dataset initializer could not stage spec.data.uri (permanent)
 TRANSIENT = 75
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143: stopped after a checkpoint, retryable
 
@@ -21,6 +22,7 @@ REASONS: dict[int, str] = {
     INVALID_CONTEXT: "InvalidContext",
     HEALTH_STOP: "HealthStop",
     UPLOAD_FAILED: "UploadFailed",
+    DATA_STAGING_FAILED: "DataStagingFailed",
     TRANSIENT: "Transient",
     SIGTERM_EXIT: "Terminated",
 }

@@ -232,8 +232,27 @@ class Health(Model):
 
 
 class Data(Model):
-    uri: str | None = Field(None, max_length=2048)
-    options: dict[str, str] = Field(default_factory=dict)
+    """A dataset staged into every worker pod before training starts (the dataset initializer).
+
+    An init container copies `uri` (one object or everything under a prefix) into a volume that
+    the workers see at `$TRAINFORGE_DATA_DIR`."""
+
+    uri: str | None = Field(
+        None,
+        max_length=2048,
+        description="Dataset to stage: s3://, gs://, http(s)://, file:// or a path; a prefix "
+        "(directory) is copied recursively.",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="fsspec storage options for the URI's filesystem (no secrets: use "
+        "credentialsSecret).",
+    )
+    s3_endpoint: str | None = Field(None, max_length=2048, description="S3-compatible endpoint.")
+    credentials_secret: SecretRef | None = Field(None, description="S3 credentials Secret.")
+    size_limit: str | None = Field(
+        None, max_length=32, description="sizeLimit of the emptyDir the data is staged into."
+    )
 
 
 class Mlflow(Model):

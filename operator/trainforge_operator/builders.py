@@ -15,15 +15,17 @@ from typing import Any
 from trainforge_api.base import API_VERSION
 from trainforge_api.context import (
     CONTEXT_PATH,
+    DATA_DIR,
     ENV_ATTEMPT,
     ENV_CONTEXT_FILE,
+    ENV_DATA_DIR,
     ENV_POD_NAME,
     ENV_S3_ENDPOINT,
     MASTER_PORT,
     job_context_from_spec,
     master_addr,
 )
-from trainforge_api.trainingjob import KIND, TrainingJobSpec
+from trainforge_api.trainingjob import KIND, SecretRef, TrainingJobSpec
 from trainforge_operator.config import DEFAULT_GPU_RESOURCE, OperatorConfig
 from trainforge_operator.names import (
     CONTAINER,
@@ -44,6 +46,8 @@ Obj = dict[str, Any]
 
 CONTEXT_VOLUME = "job-context"
 SHM_VOLUME = "dshm"
+DATA_VOLUME = "trainforge-data"
+STAGE_DATA_CONTAINER = "stage-data"
 RESERVED_ENV = frozenset(
     {
         "MASTER_ADDR",
@@ -220,6 +224,55 @@ def _placement(spec: TrainingJobSpec, config: OperatorConfig) -> Obj:
     return out
 
 
+def _secret_env(secret: SecretRef | None) -> list[Obj]:
+    """AWS_* credentials as secretKeyRef env: the values never appear in any object we write."""
+    if secret is None:
+        return []
+    return [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}
+        for var, key in (
+            ("AWS_ACCESS_KEY_ID", secret.access_key_id_key),
+            ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key),
+        )
+    ]
+
+
+def add_data_staging(spec: TrainingJobSpec, config: OperatorConfig, pod_spec: Obj) -> None:
+    """With spec.data.uri: the `stage-data` init container (the trainforge worker image, so any
+    training image works) copies the data into an emptyDir that the training container sees at
+    $TRAINFORGE_DATA_DIR; training starts only once it exited 0."""
+    if not spec.data.uri:
+        return
+    mount = {"name": DATA_VOLUME, "mountPath": DATA_DIR}
+    data_env = {"name": ENV_DATA_DIR, "value": DATA_DIR}
+    training = pod_spec["containers"][0]
+    training["env"] = [e for e in training["env"] if e.get("name") != ENV_DATA_DIR]
+    training["env"].append(dict(data_env))
+    training["volumeMounts"].append(dict(mount))
+    env: list[Obj] = [{"name": ENV_CONTEXT_FILE, "value": CONTEXT_PATH}, data_env]
+    if spec.data.s3_endpoint:
+        env.append({"name": ENV_S3_ENDPOINT, "value": spec.data.s3_endpoint})
+    cpu_memory = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
+    stager: Obj = {
+        "name": STAGE_DATA_CONTAINER,
+        "image": config.default_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["python", "-m", "trainforge_runtime.stage_data"],
+        "env": env + _secret_env(spec.data.credentials_secret),
+        "resources": {"requests": dict(cpu_memory), "limits": dict(cpu_memory)},
+        "volumeMounts": [
+            {"name": CONTEXT_VOLUME, "mountPath": "/etc/trainforge", "readOnly": True},
+            mount,
+        ],
+        "securityContext": copy.deepcopy(training["securityContext"]),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec.setdefault("initContainers", []).append(stager)
+    empty_dir = {"sizeLimit": spec.data.size_limit} if spec.data.size_limit else {}
+    pod_spec["volumes"].append({"name": DATA_VOLUME, "emptyDir": empty_dir})
+
+
 def _security_context(spec: TrainingJobSpec, config: OperatorConfig) -> Obj:
     if spec.pod_template.security_context:
         return copy.deepcopy(spec.pod_template.security_context)
@@ -291,6 +344,7 @@ def build_worker_pod(
         pod_spec["serviceAccountName"] = tmpl.service_account_name
     if tmpl.image_pull_secrets:
         pod_spec["imagePullSecrets"] = copy.deepcopy(tmpl.image_pull_secrets)
+    add_data_staging(spec, config, pod_spec)
     meta = _metadata(job, worker_name(job.name, index), labels)
     meta["labels"] = labels
     if tmpl.annotations:

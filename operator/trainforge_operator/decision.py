@@ -14,7 +14,7 @@ from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.plan import Observed, Plan
-from trainforge_operator.policies import failure, gang, success, suspend, timeouts, ttl
+from trainforge_operator.policies import data, failure, gang, success, suspend, timeouts, ttl
 from trainforge_operator.policies.state import Pass
 
 
@@ -51,6 +51,7 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     else:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)
+    data.report(p, spec, current)
     return p.plan
 
 

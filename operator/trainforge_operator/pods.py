@@ -77,6 +77,16 @@ def terminated_state(pod: Obj, container: str | None = None) -> Obj | None:
     return None
 
 
+def init_state(pod: Obj, container: str) -> tuple[str, Obj]:
+    """The named init container's state ('waiting', 'running', 'terminated' or '') and details."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if cs.get("name") == container:
+            for key in ("terminated", "running", "waiting"):
+                if (cs.get("state") or {}).get(key) is not None:
+                    return key, dict(cs["state"][key] or {})
+    return "", {}
+
+
 def scheduling_message(pods: list[Obj]) -> str:
     """The scheduler's reason from the first unschedulable pod (names the short resource)."""
     for pod in sorted(pods, key=name):
@@ -90,7 +100,11 @@ def scheduling_message(pods: list[Obj]) -> str:
 def container_waiting_message(pods: list[Obj]) -> str:
     """Why a scheduled container does not start (image pull, missing secret or config map)."""
     for pod in sorted(pods, key=name):
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        status = pod.get("status") or {}
+        for cs in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
             if reason and reason != "ContainerCreating":

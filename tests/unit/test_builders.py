@@ -111,6 +111,21 @@ CASES: dict[str, Case] = {
             "metrics": {"port": 9500, "lingerSeconds": 30},
         }
     ),
+    # The dataset initializer: an init container stages spec.data.uri into an emptyDir.
+    "data-staging": Case(
+        {
+            "image": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+            "command": ["python", "train.py"],
+            "parallelism": {"nodes": 2},
+            "data": {
+                "uri": "s3://datasets/imagenet/train/",
+                "options": {"anon": "false"},
+                "s3Endpoint": "http://minio.minio:9000",
+                "credentialsSecret": {"name": "dataset-creds"},
+                "sizeLimit": "50Gi",
+            },
+        }
+    ),
     "pod-template-extras": Case(
         {
             "podTemplate": {

@@ -33,6 +33,8 @@ from trainforge_runtime.config import (
     free_port,
     validate_context,
 )
+from trainforge_runtime.convert import convert_file
+from trainforge_runtime.stage_data import stage_local
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
@@ -145,7 +147,7 @@ def run_local(
         f"trainforge: running {name} locally: {par.nodes} node(s) x {par.procs_per_node} proc(s), "
         f"layout {par.layout}; progress on http://127.0.0.1:{base}/progress; output {out_dir}"
     )
-    spec_env = plain_env(manifest)
+    spec_env = plain_env(manifest) | stage_local(ctx.data, out_dir)
     procs = []
     for node in range(par.nodes):
         log_file = (out_dir / f"node-{node}.log").open("w")
@@ -212,13 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-uris", action="store_true", help="keep remote artifact/ckpt URIs")
     run.add_argument("--metrics-port", type=int, default=None, help="base metrics port")
     run.add_argument("--resume", action="store_true", help="continue from local checkpoints")
+    convert = sub.add_parser("convert", help="print a Kubeflow PyTorchJob file as a TrainingJob")
+    convert.add_argument("file", type=Path)
     args = parser.parse_args(argv)
+    if args.cmd == "convert":
+        return convert_file(args.file)
     if not args.local:
         print("trainforge run: only --local is supported; use kubectl apply -f for clusters")
         return 2
     try:
         code = run_local(args.file, args.output, args.keep_uris, args.metrics_port, args.resume)
-    except exitcodes.InvalidContextError as exc:
+    except exitcodes.RuntimeExit as exc:  # an invalid job, or data that cannot be staged
         print(f"trainforge: {exc.message}", file=sys.stderr)
         code = exc.code
     return code

@@ -87,8 +87,13 @@ def _disrupted(pod: Obj) -> bool:
 
 
 def _failed_container(pod: Obj) -> Obj | None:
-    """The terminated state of the first container that exited non-zero."""
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+    """The terminated state of the first container that exited non-zero, init containers (the
+    dataset initializer) first: a pod whose init container failed never ran its worker."""
+    status = pod.get("status") or {}
+    for cs in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
         term = (cs.get("state") or {}).get("terminated")
         if term and term.get("exitCode", 0) != 0:
             return dict(term, name=cs.get("name", ""))
