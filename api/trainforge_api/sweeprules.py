@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from trainforge_api.trainingsweep import Objective, Parameter, TrainingSweepSpec
 
-SweepScope = Literal["spec", "parameter"]
+SweepScope = Literal["spec", "parameter", "schema"]
 
 # What the shipped trainers report (trainforge_runtime/trainers): progress metrics while they
 # train and rank 0's final metrics (status.results). An objective outside these can never be read.
@@ -38,13 +38,16 @@ SHIPPED_TRAINER_METRICS: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class SweepRule:
     """One rule. `cel` runs with `self` at `scope` (the spec, or one item of spec.parameters);
-    `holds` is the same rule in Python on the spec (parameter rules are checked per item)."""
+    `holds` is the same rule in Python on the spec (parameter rules are checked per item).
+    Scope `schema`: CEL cannot see the field (typed choices have no CEL type), so the API server
+    enforces it through the OpenAPI schema (`schema`, merged into a parameter's schema)."""
 
     scope: SweepScope
     cel: str
     message: str
     holds: Callable[[TrainingSweepSpec], bool]
     reason: str = "FieldValueInvalid"
+    schema: dict[str, Any] | None = None
 
     def crd(self) -> dict[str, str]:
         return {"rule": self.cel, "message": self.message, "reason": self.reason}
@@ -95,19 +98,33 @@ def _reports(module: str) -> Callable[[TrainingSweepSpec], bool]:
 
 def _reports_cel(module: str) -> str:
     known = ", ".join(f"'{m}'" for m in SHIPPED_TRAINER_METRICS[module])
+
+    def ok(o: str) -> str:
+        return (
+            f"{o}.metric in [{known}] && (!has({o}.intermediateMetric) || "
+            f"{o}.intermediateMetric in [{known}])"
+        )
+
+    # [self.objective] + self.secondaryObjectives does not type-check: two declared types.
     return (
         f"!self.trialTemplate.command.exists(c, c == '{module}') || "
-        f"([self.objective] + self.secondaryObjectives).all(o, o.metric in [{known}] && "
-        f"(!has(o.intermediateMetric) || o.intermediateMetric in [{known}]))"
+        f"({ok('self.objective')} && self.secondaryObjectives.all(o, {ok('o')}))"
     )
 
 
 PARAMETER_RULES: list[SweepRule] = [
     SweepRule(
-        "parameter",
+        "schema",
         "self.type != 'categorical' || size(self.choices) > 0",
         "spec.parameters[]: a categorical parameter needs at least one entry in choices",
         _each(lambda p: p.type != "categorical" or len(p.choices) > 0),
+        # Either not categorical, or choices with at least one entry.
+        schema={
+            "anyOf": [
+                {"properties": {"type": {"enum": ["float", "int"]}}},
+                {"required": ["choices"], "properties": {"choices": {"minItems": 1}}},
+            ]
+        },
     ),
     SweepRule(
         "parameter",
@@ -205,7 +222,7 @@ ALL_RULES: list[SweepRule] = [*PARAMETER_RULES, *SPEC_RULES]
 
 def _named(rule: SweepRule, spec: TrainingSweepSpec) -> str:
     """The message, with the offending parameter's name in place of `[]`."""
-    if rule.scope != "parameter":
+    if rule.scope == "spec":
         return rule.message
     bad = [p.name for p in spec.parameters if not rule.holds(_only(spec, p))]
     return rule.message.replace("[]", f"[{', '.join(bad)}]", 1)

@@ -33,6 +33,10 @@ def sweep_spec_schema() -> Schema:
     schema = _model_schema(trainingsweep.TrainingSweepSpec)
     schema["description"] = "Desired state: objective, search space, algorithm, limits, template."
     props = schema["properties"]
+    # Absent lists are [] for the CEL rules (which error on a missing key instead of comparing).
+    for sub in props.values():
+        if sub.get("type") == "array":
+            sub.setdefault("default", [])
     template = spec_schema()
     template["description"] = props["trialTemplate"].get("description", "")
     # TrainingJob transition rules (oldSelf) do not apply inside a template.
@@ -40,9 +44,14 @@ def sweep_spec_schema() -> Schema:
         r for r in template["x-kubernetes-validations"] if "oldSelf" not in r["rule"]
     ]
     props["trialTemplate"] = template
-    props["parameters"]["items"]["x-kubernetes-validations"] = [
-        r.crd() for r in sweeprules.PARAMETER_RULES
+    item = props["parameters"]["items"]
+    item["properties"]["choices"].setdefault("default", [])
+    item["x-kubernetes-validations"] = [
+        r.crd() for r in sweeprules.PARAMETER_RULES if r.scope == "parameter"
     ]
+    for rule in sweeprules.PARAMETER_RULES:
+        if rule.schema is not None:
+            item.update(rule.schema)
     schema["x-kubernetes-validations"] = [r.crd() for r in sweeprules.SPEC_RULES]
     return schema
 
