@@ -46,8 +46,11 @@ class Suggestion:
     system_attrs: dict[str, Any]
 
 
-def trial_seed(seed: int, number: int) -> int:
-    return (seed * 1_000_003 + number) % (2**32)
+def trial_seed(spec: TrainingSweepSpec, number: int) -> int:
+    """The sampler seed for trial `number`. Grid keeps the sweep's seed: it shuffles the grid once
+    with it and gives trial k the k-th point, so every trial must see the same shuffle."""
+    seed = spec.algorithm.seed
+    return seed if spec.algorithm.type == "grid" else (seed * 1_000_003 + number) % (2**32)
 
 
 def make_sampler(spec: TrainingSweepSpec, seed: int) -> BaseSampler:
@@ -171,7 +174,7 @@ def suggest(study: optuna.Study, spec: TrainingSweepSpec, numbers: list[int]) ->
     dists = space.distributions(spec.parameters)
     out: list[Suggestion] = []
     for number in numbers:
-        study.sampler = make_sampler(spec, trial_seed(spec.algorithm.seed, number))
+        study.sampler = make_sampler(spec, trial_seed(spec, number))
         try:
             trial = study.ask(dists)
         except (ImportError, RuntimeError) as err:  # e.g. gp without torch

@@ -278,7 +278,10 @@ def build_trial(
     """Trial `number` of the sweep: the template with the sampled params in its hyperparameters
     (typed values, no templating), owned by the sweep, carrying its Kueue queue label."""
     meta = sweep["metadata"]
-    body = spec.trial_template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    # The template as written (the API server applies the defaults, as for any TrainingJob).
+    body = spec.trial_template.model_dump(
+        by_alias=True, exclude_none=True, exclude_unset=True, mode="json"
+    )
     body["hyperparameters"] = {**body.get("hyperparameters", {}), **params}
     labels = {LABEL_SWEEP: meta["name"], LABEL_TRIAL: str(number), LABEL_MANAGED: MANAGED_BY}
     queue = (meta.get("labels") or {}).get(QUEUE_LABEL)
