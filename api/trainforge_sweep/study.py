@@ -68,6 +68,8 @@ def make_sampler(spec: TrainingSweepSpec, seed: int) -> BaseSampler:
         if algo == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, **settings)
         return optuna.samplers.NSGAIISampler(seed=seed, **settings)
+    except ImportError as err:  # gp needs torch (not in the operator image), cmaes needs cmaes
+        raise EngineError(f"spec.algorithm {algo} is not available here: {err}") from err
     except (TypeError, ValueError) as err:
         raise EngineError(f"spec.algorithm.settings for {algo}: {err}") from err
 

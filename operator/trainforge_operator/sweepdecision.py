@@ -119,9 +119,6 @@ def decide_sweep(obs: SweepObserved) -> SweepPlan:
         if not _invalid(old):
             p.plan.event("Warning", "InvalidSpec", problem)
         return p.plan
-    if _invalid(old):
-        p.condition("InvalidSpec", False, "Valid", "the spec is valid")
-        p.status.phase = None
     p.status.start_time = p.status.start_time or iso(obs.now)
     records = [r for r in (record_from_job(t, spec.objectives) for t in obs.trials) if r]
     try:
@@ -130,7 +127,11 @@ def decide_sweep(obs: SweepObserved) -> SweepPlan:
         p.status.phase = "Failed"
         p.status.message = str(err)
         p.condition("InvalidSpec", True, "InvalidSpec", str(err))
-        p.plan.event("Warning", "InvalidSpec", str(err))
+        if not _invalid(old):
+            p.plan.event("Warning", "InvalidSpec", str(err))
+        return p.plan
+    if _invalid(old):  # the spec was fixed: the sweep goes on
+        p.condition("InvalidSpec", False, "Valid", "the spec is valid")
     return p.plan
 
 

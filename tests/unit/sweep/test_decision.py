@@ -163,3 +163,21 @@ def test_an_invalid_spec_is_reported_not_run() -> None:
     assert plan.create == []
     assert "the search space is empty" in plan.status.message
     assert [c.type for c in plan.status.conditions] == ["InvalidSpec"]
+
+
+def test_an_engine_error_is_reported_once_and_a_fix_resumes() -> None:
+    bad = {"type": "tpe", "settings": {"no_such_option": 1}}
+    first = decide([], algorithm=bad)
+    assert first.status.phase == "Failed"
+    assert [e.reason for e in first.events] == ["InvalidSpec"]
+    stored = first.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    again = decide([], stored, algorithm=bad)
+    assert again.events == []
+    assert again.status == first.status
+    fixed = decide([], stored)
+    assert fixed.status.phase == "Running"
+    assert [t["metadata"]["name"] for t in fixed.create] == ["hp-0", "hp-1"]
+    assert [(c.type, c.status) for c in fixed.status.conditions] == [
+        ("InvalidSpec", "False"),
+        ("Complete", "False"),
+    ]
