@@ -157,13 +157,20 @@ def _finished(status: TrainingSweepStatus) -> bool:
 
 
 def _run(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
+    name = p.obs.body["metadata"]["name"]
     if _finished(p.old):
+        # Finished: stop what still runs, then apply retention. Once retention deleted trials,
+        # the status keeps the last full account instead of recounting what is left.
         _stop_active(p, records)
-        _retain(p, spec, records)
-        _report(p, spec, records, None, None)
+        if len(records) >= p.old.trials.total:
+            built, index = study.rebuild(spec, name, records)
+            _report(p, spec, records, built, index)
+            _retain(p, spec, records, built, index)
+        else:
+            _retain(p, spec, records, None, None)
         return
     warm = [r for r in (record_from_job(t, spec.objectives) for t in p.obs.warm) if r]
-    built, index = study.rebuild(spec, p.obs.body["metadata"]["name"], records, warm)
+    built, index = study.rebuild(spec, name, records, warm)
     records = _prune(p, spec, built, index, records)
     started = parse_time(p.status.start_time)
     elapsed = (p.obs.now - started).total_seconds() if started else None
@@ -171,8 +178,8 @@ def _run(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
     if ending is not None:
         p.finish(ending.phase, ending.reason, ending.message)
         _stop_active(p, records)
-        _retain(p, spec, records)
         _report(p, spec, records, built, index)
+        _retain(p, spec, records, built, index)
         return
     records = records + _create(p, spec, built, records)
     p.status.phase = "Running"
@@ -239,17 +246,25 @@ def _stop_active(p: _Pass, records: list[TrialRecord]) -> None:
             p.plan.annotate.setdefault(r.name, {})[STOP_ANNOTATION] = SWEEP_ENDED
 
 
-def _retain(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
-    """spec.retention, applied once the sweep finished and its trials stopped."""
+def _retain(
+    p: _Pass,
+    spec: TrainingSweepSpec,
+    records: list[TrialRecord],
+    built: Any,
+    index: dict[int, int] | None,
+) -> None:
+    """spec.retention, applied once the sweep finished and its trials stopped: keep all, the best
+    trial (the Pareto front for several objectives, or what status already lists), or none."""
     if spec.retention == "All" or any(r.active for r in records):
         return
-    keep = (
-        {s.name for s in outcome.leaderboard(spec, records)[:1]}
-        if spec.retention == "Best"
-        else set()
-    )
-    if spec.multi_objective and spec.retention == "Best":
-        keep = {s.name for s in outcome.leaderboard(spec, records)}
+    keep: set[str] = set()
+    if spec.retention == "Best":
+        if built is not None:
+            board = outcome.leaderboard(spec, records, built, index)
+            keep = {s.name for s in (board if spec.multi_objective else board[:1])}
+        else:
+            listed = p.old.leaderboard if spec.multi_objective else [p.old.best_trial]
+            keep = {s.name for s in listed if s is not None}
     p.plan.delete = [r.name for r in records if r.name not in keep]
 
 

@@ -181,3 +181,15 @@ def test_an_engine_error_is_reported_once_and_a_fix_resumes() -> None:
         ("InvalidSpec", "False"),
         ("Complete", "False"),
     ]
+
+
+def test_after_retention_deleted_trials_the_status_keeps_the_full_account() -> None:
+    trials, _ = passes(1, maxTrials=2)
+    seen = [finish(t, 0.5 + i / 10, {}) for i, t in enumerate(trials)]
+    done = decide(seen, maxTrials=2, retention="Best")
+    assert done.delete == ["hp-0"]
+    stored = done.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    later = decide([seen[1]], stored, maxTrials=2, retention="Best")
+    assert later.delete == []
+    assert later.status == done.status
+    assert later.events == []
