@@ -80,7 +80,7 @@ def test_the_trial_object_is_the_template_with_typed_params(update_goldens: bool
     spec = TrainingSweepSpec.model_validate(body["spec"])
     params = {"lr": 0.003, "hidden": 64, "opt": "sgd"}
     trial = build_trial(body, spec, 3, params, {"grid_id": 3})
-    assert_golden("sweep-trial", [trial], update_goldens)
+    assert_golden("sweep/trial", [trial], update_goldens)
 
 
 def test_first_pass_creates_parallel_trials_with_deterministic_names() -> None:
