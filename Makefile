@@ -74,6 +74,7 @@ bench: venv ## benchmarks (control plane: the floor first, then the operator); r
 	$(PY) -m bench.runtime_overhead
 	$(PY) -m bench.control_plane --floor
 	$(PY) -m bench.control_plane
+	$(PY) -m bench.sweep_search
 
 tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images

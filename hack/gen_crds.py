@@ -17,12 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "api"), str(ROOT / "operator"), str(ROOT / "training_image")]
 
 from trainforge_operator.crd import build_crd, render_yaml, update_reference  # noqa: E402
+from trainforge_operator.sweepcrd import build_sweep_crd  # noqa: E402
 
 OUTPUTS = [
     ROOT / "crds" / "trainingjobs.trainforge.io.yaml",
     ROOT / "charts" / "trainforge" / "files" / "crds" / "trainingjobs.trainforge.io.yaml",
 ]
 
+
+SWEEP_OUTPUTS = [
+    ROOT / "crds" / "trainingsweeps.trainforge.io.yaml",
+    ROOT / "charts" / "trainforge" / "files" / "crds" / "trainingsweeps.trainforge.io.yaml",
+]
 
 REFERENCE = ROOT / "docs" / "api-reference.md"
 
@@ -39,6 +45,9 @@ def main() -> int:
     text = render_yaml(crd)
     for path in OUTPUTS:
         _write(path, text)
+    sweep = render_yaml(build_sweep_crd())
+    for path in SWEEP_OUTPUTS:
+        _write(path, sweep)
     old = REFERENCE.read_text() if REFERENCE.exists() else "# TrainingJob API reference\n"
     _write(REFERENCE, update_reference(old, crd))
     return 0

@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                 operator_note = (
                     "the operator on the control-plane tier (kube-apiserver + kwok nodes), "
                     "5 TrainingJobs submitted 8 s apart: 2 start, 1 gang too big for its GPU "
-                    "pool, 1 unknown node pool, 1 refused by a LimitRange"
+                    "pool, 1 unknown node pool, 1 refused by a LimitRange; then a 3-trial "
+                    "TrainingSweep"
                 )
         extra = {"trainforge-operator": [target]} if target else None
         # Scrape until the operator's whole scenario has been submitted (as the live test does).

@@ -29,8 +29,15 @@ DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 Layout = Literal["data", "fsdp", "pipeline", "tensor"]
 Backend = Literal["auto", "nccl", "gloo"]
-Phase = Literal["Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended"]
-TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+Phase = Literal[
+    "Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended", "Stopped"
+]
+# Stopped: ended on request (the STOP_ANNOTATION, e.g. a sweep pruning a trial), not a failure.
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Stopped"})
+# Set on a TrainingJob to end it as Stopped; the value is the reason (e.g. `Pruned`).
+STOP_ANNOTATION = "trainforge.io/stop-reason"
+# Progress points kept in status.metricHistory (older points thinned out, the first kept).
+METRIC_HISTORY_LIMIT = 64
 
 # Embedded core/v1 objects are kept as free-form dicts: the API server validates them when the
 # operator creates the pods, and the CRD marks them x-kubernetes-preserve-unknown-fields.
@@ -359,6 +366,13 @@ class Progress(Model):
     )
 
 
+class MetricPoint(Model):
+    """Rank 0's metrics at one training step, as polled (intermediate values of a sweep trial)."""
+
+    step: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
 class ArtifactSummary(Model):
     uri: str | None = None
     files: int | None = None
@@ -389,6 +403,12 @@ class TrainingJobStatus(Model):
     )
     last_failure: LastFailure | None = None
     progress: Progress | None = None
+    metric_history: list[MetricPoint] = Field(
+        default_factory=list,
+        max_length=METRIC_HISTORY_LIMIT,
+        description="Polled progress metrics by step (bounded, thinned evenly when full): what "
+        "a TrainingSweep's early stopping reads.",
+    )
     artifacts: ArtifactSummary | None = None
     findings: list[Finding] = Field(default_factory=list)
     results: dict[str, Any] = Field(

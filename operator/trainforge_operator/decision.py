@@ -14,7 +14,16 @@ from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.plan import Observed, Plan
-from trainforge_operator.policies import data, failure, gang, success, suspend, timeouts, ttl
+from trainforge_operator.policies import (
+    data,
+    failure,
+    gang,
+    stop,
+    success,
+    suspend,
+    timeouts,
+    ttl,
+)
 from trainforge_operator.policies.state import Pass
 
 
@@ -24,6 +33,9 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     p = Pass.begin(observed, config, spec)
     if p.old.phase in TERMINAL_PHASES:
         ttl.finished(p)
+        return p.plan
+    if (reason := stop.requested(p)) is not None:
+        stop.stop(p, reason)
         return p.plan
     if spec is None or problem:
         failure.invalid(p, problem)

@@ -17,11 +17,14 @@ import kopf
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
+from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
 from trainforge_operator.kube import KubeApi, load_kube_config
 from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
+from trainforge_operator.sweepcontroller import SweepController
+from trainforge_sweep.trials import LABEL_SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         load_kube_config()
         api = KubeApi(pool_size=config.api_concurrency)
         memo["controller"] = Controller(config, api, make_source(config.progress_source))
+    if not isinstance(memo.get("sweeps"), SweepController):
+        memo["sweeps"] = SweepController(config, memo["controller"].api)
     log.info("trainforge operator started (namespaces: %s)", config.namespaces or "all")
 
 
@@ -87,6 +92,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller = memo.get("controller")
     if isinstance(controller, Controller):
         await controller.stop()
+    sweeps = memo.get("sweeps")
+    if isinstance(sweeps, SweepController):
+        await sweeps.stop()
 
 
 @kopf.on.probe(id="reconcilers")
@@ -117,3 +125,31 @@ async def worker_pod_event(
 ) -> None:
     if namespace is not None:
         _controller(memo).notify(namespace, labels[LABEL_JOB])
+
+
+def _sweeps(memo: Any) -> SweepController:
+    sweeps = memo.get("sweeps")
+    if not isinstance(sweeps, SweepController):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return sweeps
+
+
+@kopf.on.event(GROUP, VERSION, SWEEP_PLURAL)
+async def trainingsweep_event(
+    event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if namespace is None:
+        return
+    if event.get("type") == "DELETED":
+        _sweeps(memo).forget(namespace, name)
+    else:
+        _sweeps(memo).notify(namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, labels={LABEL_SWEEP: kopf.PRESENT})
+async def sweep_trial_event(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A trial changed (progress, phase, deletion): its sweep decides again."""
+    if namespace is not None:
+        _sweeps(memo).notify(namespace, labels[LABEL_SWEEP])

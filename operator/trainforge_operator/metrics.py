@@ -23,6 +23,7 @@ PHASES: tuple[Phase, ...] = (
     "Succeeded",
     "Failed",
     "Suspended",
+    "Stopped",
 )
 
 JOBS_CREATED = Counter("trainforge_jobs_created_total", "TrainingJobs whose gang was created.")

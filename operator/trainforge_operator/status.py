@@ -7,8 +7,10 @@ import datetime as dt
 from typing import Any
 
 from trainforge_api.trainingjob import (
+    METRIC_HISTORY_LIMIT,
     Condition,
     Finding,
+    MetricPoint,
     Progress,
     TrainingJobStatus,
     WorkerCounts,
@@ -162,3 +164,19 @@ def parse_progress(
         if isinstance(f, dict)
     ]
     return progress, findings
+
+
+def record_history(
+    history: list[MetricPoint], progress: Progress, limit: int = METRIC_HISTORY_LIMIT
+) -> list[MetricPoint]:
+    """Append the polled step's metrics when the step advanced. When full, every second point
+    after the first is dropped, so the history stays bounded and still spans the whole run (a
+    sweep rebuilds its early-stopping study from it)."""
+    if progress.step is None or not progress.metrics:
+        return history
+    if history and progress.step <= history[-1].step:
+        return history
+    out = [*history, MetricPoint(step=progress.step, metrics=dict(progress.metrics))]
+    while len(out) > limit:
+        out = [out[0], *out[2::2]] if len(out) > 2 else out[-limit:]
+    return out

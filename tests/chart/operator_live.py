@@ -28,6 +28,7 @@ from promfixture import free_ports
 REPO = Path(__file__).resolve().parents[2]
 INTEGRATION = REPO / "tests" / "integration"
 CRD_FILE = REPO / "crds" / "trainingjobs.trainforge.io.yaml"
+SWEEP_CRD_FILE = REPO / "crds" / "trainingsweeps.trainforge.io.yaml"
 NAMESPACE = "ml-demo"
 
 
@@ -112,6 +113,34 @@ LIMIT_RANGE = {
     "spec": {"limits": [{"type": "Container", "max": {"memory": "4Gi"}}]},
 }
 
+
+def sweep() -> dict[str, Any]:
+    """A small sweep whose kwok trials exit 0 after 3s with a final test_accuracy: the sweep
+    panels (trials by state, best value) get data."""
+    summary = '{"exitReason": "completed", "metrics": {"test_accuracy": 0.9}}'
+    annotations = {
+        "kwok.trainforge.io/exit-code": "0",
+        "kwok.trainforge.io/run-seconds": "3",
+        "kwok.trainforge.io/termination-message": summary,
+    }
+    return {
+        "apiVersion": "trainforge.io/v1alpha1",
+        "kind": "TrainingSweep",
+        "metadata": {"name": "lr-sweep", "namespace": NAMESPACE},
+        "spec": {
+            "objective": {"metric": "test_accuracy"},
+            "parameters": [{"name": "lr", "type": "float", "low": 0.001, "high": 0.1, "log": True}],
+            "algorithm": {"type": "random"},
+            "maxTrials": 3,
+            "parallelTrials": 2,
+            "trialTemplate": {
+                "command": ["python", "-m", "trainforge_runtime.trainers.digits"],
+                "podTemplate": {"annotations": annotations},
+            },
+        },
+    }
+
+
 SCENARIO = [
     # Same namespace/name as the local run (live_run.short_manifest): per-job operator series.
     job("digits-ddp", 2, 0, "cpu"),
@@ -121,6 +150,7 @@ SCENARIO = [
     job("gpu-starved", 4, 8, "gpu"),
     job("unknown-pool", 1, 0, "no-such-pool"),
     over_limit(),
+    sweep(),
 ]
 
 
@@ -163,8 +193,12 @@ def live_operator(workdir: Path, say: Callable[[str], None] = print) -> Iterator
     workdir.mkdir(parents=True, exist_ok=True)
     with tier.running_control_plane(say=say) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(CRD_FILE), check=True)
+        cp.kubectl("apply", "--server-side", "-f", str(SWEEP_CRD_FILE), check=True)
         cp.kubectl(
             "wait", "--for=condition=Established", "crd/trainingjobs.trainforge.io", check=True
+        )
+        cp.kubectl(
+            "wait", "--for=condition=Established", "crd/trainingsweeps.trainforge.io", check=True
         )
         cp.kubectl("create", "namespace", NAMESPACE, check=True)
         cp.apply(LIMIT_RANGE)

@@ -72,7 +72,8 @@ def test_enums_minimums_defaults_descriptions(crd: dict[str, Any]) -> None:
     assert "description" in par["properties"]["nodes"]
     status = _schema(crd)["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == [
-        "Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended"
+        "Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended",
+        "Stopped",
     ]  # fmt: skip
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
 

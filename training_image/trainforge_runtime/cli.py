@@ -216,9 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--resume", action="store_true", help="continue from local checkpoints")
     convert = sub.add_parser("convert", help="print a Kubeflow PyTorchJob file as a TrainingJob")
     convert.add_argument("file", type=Path)
+    sweep = sub.add_parser("sweep", help="run a TrainingSweep file (trials in parallel)")
+    sweep.add_argument("file", type=Path)
+    sweep.add_argument("--local", action="store_true", help="run on this machine (required)")
+    sweep.add_argument("--output", type=Path, default=Path("trainforge-output"))
+    sweep.add_argument("--parallel", type=int, default=None, help="trials at once (default: spec)")
     args = parser.parse_args(argv)
     if args.cmd == "convert":
         return convert_file(args.file)
+    if args.cmd == "sweep":
+        return _sweep(args)
     if not args.local:
         print("trainforge run: only --local is supported; use kubectl apply -f for clusters")
         return 2
@@ -228,6 +235,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainforge: {exc.message}", file=sys.stderr)
         code = exc.code
     return code
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """`trainforge sweep FILE --local` (trainforge_runtime.sweep)."""
+    from trainforge_runtime.sweep import run_sweep_local
+
+    if not args.local:
+        print("trainforge sweep: only --local is supported; use kubectl apply -f for clusters")
+        return 2
+    try:
+        return run_sweep_local(args.file, args.output, args.parallel)
+    except exitcodes.InvalidContextError as exc:
+        print(f"trainforge: {exc.message}", file=sys.stderr)
+        return exc.code
 
 
 if __name__ == "__main__":

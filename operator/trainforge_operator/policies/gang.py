@@ -13,7 +13,7 @@ from typing import Any
 from trainforge_api.trainingjob import Phase, TrainingJobSpec
 from trainforge_operator import builders, pods
 from trainforge_operator.policies.state import PENDING_REQUEUE, Pass
-from trainforge_operator.status import condition_true, iso, parse_progress
+from trainforge_operator.status import condition_true, iso, parse_progress, record_history
 
 Obj = dict[str, Any]
 
@@ -84,6 +84,7 @@ def running(p: Pass, current: list[Obj]) -> None:
         progress, findings = parse_progress(p.obs.progress, p.status.progress, p.now)
         p.status.progress = progress
         p.status.findings = findings
+        p.status.metric_history = record_history(p.status.metric_history, progress)
     p.requeue(p.config.progress_interval_seconds)
 
 

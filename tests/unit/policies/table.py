@@ -47,9 +47,13 @@ class Seen:
     children: bool = True  # the Service and the context ConfigMap exist
     configmap: dict[str, str] | None = None  # the context ConfigMap's data, when read
     rejected: str | None = None  # the API server refused a child
+    annotations: dict[str, str] = field(default_factory=dict)  # the job's annotations
 
     def job(self) -> Obj:
-        return make_job(self.spec, status=self.status)
+        body = make_job(self.spec, status=self.status)
+        if self.annotations:
+            body["metadata"]["annotations"] = dict(self.annotations)
+        return body
 
     def decide(self, config: OperatorConfig) -> Plan:
         observed = Observed(

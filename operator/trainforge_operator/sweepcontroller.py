@@ -1,0 +1,183 @@
+"""Per-sweep reconcile loops: observe -> decide_sweep (pure) -> act -> write status once -> Events.
+
+The same design as the TrainingJob controller, smaller: one asyncio task per sweep, woken by the
+sweep's watch events and by its trials' (the handlers map a trial to its sweep by label), and at
+least every `resync_seconds`. Nothing is remembered between passes: the Optuna study is rebuilt
+from the trials each time (sweepdecision.py), so an operator killed mid-sweep loses nothing and
+never creates a trial twice (deterministic names; AlreadyExists is success).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from trainforge_api.trainingsweep import TrainingSweepSpec
+from trainforge_operator import sweepmetrics
+from trainforge_operator.config import OperatorConfig
+from trainforge_operator.events import EventPoster
+from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.sweepdecision import SweepObserved, SweepPlan, decide_sweep
+from trainforge_operator.sweepkube import SweepApi
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+T = TypeVar("T")
+MAX_ERROR_BACKOFF = 60.0
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class _Loop:
+    wake: asyncio.Event
+    task: asyncio.Task[None] | None = None
+
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+class SweepController:
+    def __init__(
+        self, config: OperatorConfig, api: KubeApi, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
+        self.config = config
+        self.kube = api
+        self.api = SweepApi(api)
+        self.clock = clock
+        self.loops: dict[Key, _Loop] = {}
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(2, config.api_concurrency // 4), thread_name_prefix="sweep-api"
+        )
+        self.events = EventPoster(functools.partial(self._call, api.post_event), clock, at_once=2)
+        sweepmetrics.register_collector()
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(fn, *args)
+        )
+
+    def notify(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        loop = self.loops.get(key)
+        if loop is None:
+            loop = self.loops[key] = _Loop(wake=asyncio.Event())
+        if not loop.running():
+            loop.task = asyncio.create_task(self._run(key, loop), name=f"sweep {key}")
+        loop.wake.set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        loop = self.loops.pop(key, None)
+        if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
+            loop.task.cancel()
+        sweepmetrics.SWEEP_STATE.pop(key, None)
+
+    async def stop(self) -> None:
+        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, self.events.stop(), return_exceptions=True)
+        self.loops.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, key: Key, loop: _Loop) -> None:
+        backoff = 1.0
+        while True:
+            loop.wake.clear()
+            try:
+                requeue = await self.reconcile(key)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile of sweep %s/%s failed; retrying in %.0fs", *key, backoff)
+                requeue, backoff = backoff, min(backoff * 2, MAX_ERROR_BACKOFF)
+            if key not in self.loops:
+                return
+            wait = self.config.resync_seconds if requeue is None else requeue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loop.wake.wait(), timeout=min(wait, 3600.0))
+            if key not in self.loops:
+                return
+
+    async def observe(self, key: Key) -> SweepObserved | None:
+        namespace, name = key
+        body = await self._call(self.api.get_sweep, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        trials = await self._call(self.api.list_trials, namespace, name)
+        uid = body["metadata"].get("uid")
+        mine = [t for t in trials if _owned_by(t, uid)]
+        warm: list[Obj] = []
+        for other in (body.get("spec") or {}).get("warmStartFrom") or []:
+            if other != name:
+                warm.extend(await self._call(self.api.list_trials, namespace, other))
+        return SweepObserved(body=body, trials=mine, warm=warm, now=self.clock())
+
+    async def reconcile(self, key: Key) -> float | None:
+        """One pass; returns seconds until the next wanted pass."""
+        observed = await self.observe(key)
+        if observed is None:
+            self.forget(*key)
+            return None
+        plan = decide_sweep(observed)
+        try:
+            await self._act(observed, plan)
+        except ChildRejectedError as err:
+            log.warning("sweep %s/%s: %s", *key, err)
+            plan = decide_sweep(dataclasses.replace(observed, rejected=str(err)))
+        if await self._write_status(observed.body, plan):
+            if plan.events:
+                self.events.send(key, observed.body, plan.events)
+            self._record(key, observed.body, plan)
+        else:
+            return 0.2
+        return plan.requeue_after
+
+    async def _act(self, observed: SweepObserved, plan: SweepPlan) -> None:
+        """Create trials, annotate (prune, bookkeeping) and delete (retention) trials."""
+        namespace = observed.body["metadata"]["namespace"]
+        current = {t["metadata"]["name"]: t for t in observed.trials}
+        created = await asyncio.gather(*(self._call(self.api.create_trial, t) for t in plan.create))
+        for body, new in zip(plan.create, created, strict=True):
+            verb = "created" if new else "exists"
+            log.info("%s trial %s/%s", verb, namespace, body["metadata"]["name"])
+        for name, wanted in plan.annotate.items():
+            have = (current.get(name, {}).get("metadata", {}).get("annotations")) or {}
+            if any(have.get(k) != v for k, v in wanted.items()):
+                await self._call(self.api.annotate_trial, namespace, name, wanted)
+        for name in plan.delete:
+            if name in current:
+                await self._call(self.kube.delete_job, namespace, name)
+
+    async def _write_status(self, body: Obj, plan: SweepPlan) -> bool:
+        new = plan.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if new == (body.get("status") or {}):
+            return True
+        return await self._call(self.api.replace_status, body, new) is not None
+
+    def _record(self, key: Key, body: Obj, plan: SweepPlan) -> None:
+        trials = plan.status.trials.model_dump(exclude={"total", "done"})
+        try:
+            metric = TrainingSweepSpec.model_validate(body.get("spec") or {}).objective.metric
+        except ValueError:
+            metric = ""
+        best = plan.status.best_trial.value if plan.status.best_trial else None
+        sweepmetrics.SWEEP_STATE[key] = sweepmetrics.SweepState(trials, metric, best)
+
+
+def _owned_by(trial: Obj, uid: str | None) -> bool:
+    """A trial of this sweep object, not of a deleted namesake (its owner's uid)."""
+    refs = trial["metadata"].get("ownerReferences") or []
+    return not uid or any(r.get("uid") == uid for r in refs)
