@@ -13,6 +13,9 @@ INVALID_CONTEXT = 64
 HEALTH_STOP = 65
 UPLOAD_FAILED = 66
 TRANSIENT = 75
+# The shell's codes for a command that cannot be started: retrying the same image cannot help.
+COMMAND_NOT_EXECUTABLE = 126
+COMMAND_NOT_FOUND = 127
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143: stopped after a checkpoint, retryable
 
 REASONS: dict[int, str] = {
@@ -22,6 +25,8 @@ REASONS: dict[int, str] = {
     HEALTH_STOP: "HealthStop",
     UPLOAD_FAILED: "UploadFailed",
     TRANSIENT: "Transient",
+    COMMAND_NOT_EXECUTABLE: "CommandNotExecutable",
+    COMMAND_NOT_FOUND: "CommandNotFound",
     SIGTERM_EXIT: "Terminated",
 }
 # exitReason of a rank that failed only because a peer died (exit code TRANSIENT). The operator

@@ -155,3 +155,24 @@ def test_ddp_rank_killed_reports_the_kill_not_its_peers_fallout(tmp_path: Path) 
     assert rank0["exitReason"] == "PeerFailure", rank0
     # gloo words it "Connection closed by peer" or "Read error ... Connection reset by peer"
     assert "gloo" in rank0["message"], rank0
+
+
+def test_missing_command_is_permanent_and_names_the_command(tmp_path: Path) -> None:
+    ctx = make_context("typo", command=["torchrunn", "train.py"], nproc=1)
+    res = run_launcher(ctx, tmp_path)
+    assert res.code == 127
+    assert res.termination is not None
+    assert res.termination["exitReason"] == "CommandNotFound"
+    assert "'torchrunn' not found on PATH" in res.termination["message"]
+    assert "torchrunn" in res.proc.stderr
+
+
+def test_command_that_is_not_executable_is_permanent(tmp_path: Path) -> None:
+    script = tmp_path / "train.sh"
+    script.write_text("#!/bin/sh\necho hi\n")  # no +x bit
+    ctx = make_context("noexec", command=[str(script)], nproc=1)
+    res = run_launcher(ctx, tmp_path)
+    assert res.code == 126
+    assert res.termination is not None
+    assert res.termination["exitReason"] == "CommandNotExecutable"
+    assert str(script) in res.termination["message"]

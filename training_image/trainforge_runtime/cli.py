@@ -182,7 +182,7 @@ def _watch(procs: list[subprocess.Popen[bytes]], port: int) -> list[int]:
 def _report(codes: list[int], out_dir: Path) -> int:
     failed = [c for c in codes if c != 0]
     code = failed[0] if failed else 0
-    for preferred in (64, 65, 66, 1):
+    for preferred in (64, 127, 126, 65, 66, 1):
         if preferred in failed:
             code = preferred
             break

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -33,7 +34,13 @@ from trainforge_runtime.summary import clear_summaries, read_first_summary
 log = logging.getLogger("trainforge.launch")
 
 RDZV_TIMEOUT_S = int(os.environ.get("TRAINFORGE_RDZV_TIMEOUT", "900"))
-PERMANENT_FIRST = (exitcodes.INVALID_CONTEXT, exitcodes.HEALTH_STOP, exitcodes.UPLOAD_FAILED)
+PERMANENT_FIRST = (
+    exitcodes.INVALID_CONTEXT,
+    exitcodes.COMMAND_NOT_FOUND,
+    exitcodes.COMMAND_NOT_EXECUTABLE,
+    exitcodes.HEALTH_STOP,
+    exitcodes.UPLOAD_FAILED,
+)
 
 
 def build_command(ctx: JobContext) -> tuple[str, list[str]]:
@@ -41,6 +48,26 @@ def build_command(ctx: JobContext) -> tuple[str, list[str]]:
     argv = [*ctx.command, *ctx.args]
     program = sys.executable if argv[0] in ("python", "python3") else argv[0]
     return program, argv[1:]
+
+
+def unstartable(program: str) -> exitcodes.RuntimeExit | None:
+    """Why `program` cannot be started (missing, or not executable), else None. Checked before
+    any rank starts: the same image fails the same way on every retry, so it is permanent."""
+    path = program if os.sep in program else shutil.which(program)
+    if path is None or not os.path.exists(path):
+        where = "" if os.sep in program else " on PATH"
+        return exitcodes.RuntimeExit(
+            exitcodes.COMMAND_NOT_FOUND,
+            f"spec.command: {program!r} not found{where} in the worker image; install it in the "
+            "image, or fix spec.command (for a script: [python, path/to/train.py])",
+        )
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        return exitcodes.RuntimeExit(
+            exitcodes.COMMAND_NOT_EXECUTABLE,
+            f"spec.command: {program!r} ({path}) is not an executable file; chmod +x it, or run "
+            "it through its interpreter, for example [python, script.py] or [bash, script.sh]",
+        )
+    return None
 
 
 def launch_config(ctx: JobContext, env: NodeEnv, run_id: str) -> Any:
@@ -89,6 +116,13 @@ def run_agent(ctx: JobContext, env: NodeEnv) -> int:
     except SignalException as exc:
         log.warning("launcher got %s: workers were told to checkpoint and stop", exc.sigval)
         return 128 + int(exc.sigval)
+    except (FileNotFoundError, PermissionError) as exc:  # lost a race with the check in main
+        raise exitcodes.RuntimeExit(
+            exitcodes.COMMAND_NOT_FOUND
+            if isinstance(exc, FileNotFoundError)
+            else exitcodes.COMMAND_NOT_EXECUTABLE,
+            f"spec.command: {program!r} cannot be started: {exc}",
+        ) from None
     except Exception as exc:  # rendezvous timeouts, lost peers: retry the gang
         log.error("launcher failed (%s: %s); exiting 75 (retryable)", type(exc).__name__, exc)
         return exitcodes.TRANSIENT
@@ -123,17 +157,25 @@ def prepare_run_dir(ctx: JobContext) -> Path:
     return run_dir
 
 
+def fail_before_start(exc: exitcodes.RuntimeExit) -> int:
+    """No rank ran: say why on stderr and in the termination message, and exit with its code."""
+    print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
+    summary = termination.rank_summary(exitcodes.reason_for(exc.code), message=exc.message)
+    write_termination_log(termination.encode(summary, exc.code))
+    return exc.code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and exits with) the code documented in docs/architecture.md."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher %(levelname)s %(message)s")
     try:
         ctx = load_context()
         env = NodeEnv.from_env(ctx)
-    except exitcodes.InvalidContextError as exc:
-        print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
-        summary = termination.rank_summary(exitcodes.reason_for(exc.code), message=exc.message)
-        write_termination_log(termination.encode(summary, exc.code))
-        return exc.code
+        problem = unstartable(build_command(ctx)[0])
+        if problem is not None:
+            raise problem
+    except exitcodes.RuntimeExit as exc:
+        return fail_before_start(exc)
     run_dir = prepare_run_dir(ctx)
     log.info(
         "job %s/%s node %d/%d: %d local procs, layout %s, attempt %d",
@@ -145,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx.parallelism.layout,
         env.attempt,
     )
-    code = run_agent(ctx, env)
+    try:
+        code = run_agent(ctx, env)
+    except exitcodes.RuntimeExit as exc:
+        return fail_before_start(exc)
     summary = read_first_summary(run_dir, env.global_ranks)
     write_termination_log(termination.encode(summary, code))
     log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
