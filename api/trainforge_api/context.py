@@ -100,7 +100,7 @@ def context_problems(ctx: JobContext) -> list[str]:
     """The cross-field rules (rules.py) as far as a worker can check them from its context."""
     par = ctx.parallelism
     spec = runtime_spec(
-        Parallelism.model_validate(par.model_dump()), par.procs_per_node, ctx.command
+        Parallelism.model_validate(par.model_dump()), par.procs_per_node, ctx.command, ctx.args
     )
     return spec_problems(spec)
 

@@ -3,6 +3,9 @@
 Local mode starts one launcher per node (`python -m trainforge_runtime.launch`) with the same env
 the operator sets in pods (NODE_RANK, NNODES, NPROC_PER_NODE, MASTER_ADDR/PORT, TRAINFORGE_*),
 polls rank 0's `/progress` to print progress, and prints the termination summary at the end.
+Every rank's output streams to the terminal as it happens, prefixed like torchrun's
+(`[node0/rank1]: ...`; the launcher's own lines read `[node0]: ...`), and is kept per node in
+`node-<i>.log`.
 Node i's ranks serve metrics on `metrics.port + i*procsPerNode + local_rank`, so nothing collides.
 Remote artifact and checkpoint URIs are redirected to `file://./trainforge-output/<job>/` unless
 `--keep-uris` is given.
@@ -17,10 +20,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -129,7 +133,12 @@ def format_progress(p: dict[str, Any]) -> str:
 
 
 def run_local(
-    path: Path, out_root: Path, keep_uris: bool, metrics_port: int | None, resume: bool = False
+    path: Path,
+    out_root: Path,
+    keep_uris: bool,
+    metrics_port: int | None,
+    resume: bool = False,
+    quiet: bool = False,
 ) -> int:
     manifest = load_manifest(path)
     name = str((manifest.get("metadata") or {}).get("name") or "job")
@@ -146,19 +155,44 @@ def run_local(
         f"layout {par.layout}; progress on http://127.0.0.1:{base}/progress; output {out_dir}"
     )
     spec_env = plain_env(manifest)
-    procs = []
+    procs, pumps = [], []
     for node in range(par.nodes):
-        log_file = (out_dir / f"node-{node}.log").open("w")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "trainforge_runtime.launch"],
-                env=node_env(ctx, node, out_dir, base, spec_env),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainforge_runtime.launch"],
+            env=node_env(ctx, node, out_dir, base, spec_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        pump = threading.Thread(
+            target=stream_output,
+            args=(proc, node, out_dir / f"node-{node}.log", None if quiet else sys.stdout),
+            daemon=True,
+        )
+        pump.start()
+        procs.append(proc)
+        pumps.append(pump)
     codes = _watch(procs, base)
+    for pump in pumps:
+        pump.join(timeout=10)
     return _report(codes, out_dir)
+
+
+def stream_output(
+    proc: subprocess.Popen[bytes], node: int, log_path: Path, console: TextIO | None
+) -> None:
+    """Copy a node launcher's output to its log file and, unless quiet, to the console. Rank
+    lines already carry `[node<i>/rank<r>]: `; the launcher's own get `[node<i>]: `."""
+    assert proc.stdout is not None
+    own = f"[node{node}]: "
+    rank = f"[node{node}/rank"
+    with log_path.open("wb") as log_file:
+        for raw in iter(proc.stdout.readline, b""):
+            log_file.write(raw)
+            log_file.flush()
+            if console is not None:
+                line = raw.decode(errors="replace")
+                console.write(line if line.startswith(rank) else own + line)
+                console.flush()
 
 
 def _watch(procs: list[subprocess.Popen[bytes]], port: int) -> list[int]:
@@ -212,12 +246,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-uris", action="store_true", help="keep remote artifact/ckpt URIs")
     run.add_argument("--metrics-port", type=int, default=None, help="base metrics port")
     run.add_argument("--resume", action="store_true", help="continue from local checkpoints")
+    run.add_argument(
+        "--quiet", action="store_true", help="print progress and the summary, not rank output"
+    )
     args = parser.parse_args(argv)
     if not args.local:
         print("trainforge run: only --local is supported; use kubectl apply -f for clusters")
         return 2
     try:
-        code = run_local(args.file, args.output, args.keep_uris, args.metrics_port, args.resume)
+        code = run_local(
+            args.file, args.output, args.keep_uris, args.metrics_port, args.resume, args.quiet
+        )
     except exitcodes.InvalidContextError as exc:
         print(f"trainforge: {exc.message}", file=sys.stderr)
         code = exc.code

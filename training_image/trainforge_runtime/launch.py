@@ -70,11 +70,21 @@ def unstartable(program: str) -> exitcodes.RuntimeExit | None:
     return None
 
 
-def launch_config(ctx: JobContext, env: NodeEnv, run_id: str) -> Any:
-    """Elastic LaunchConfig for a fixed-size gang with static rendezvous."""
+def log_line_prefix(env: NodeEnv) -> str:
+    """torchrun-style prefix for every line a rank prints, e.g. `[node0/rank1]: `; torch fills
+    in `${rank}` (the global rank)."""
+    return f"[node{env.node_rank}/rank${{rank}}]: "
+
+
+def launch_config(ctx: JobContext, env: NodeEnv, run_id: str, log_dir: Path | None = None) -> Any:
+    """Elastic LaunchConfig for a fixed-size gang with static rendezvous. Each rank's stdout and
+    stderr go to a file under `log_dir` and are tee'd to the launcher's own, prefixed by rank."""
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, Std
     from torch.distributed.launcher.api import LaunchConfig
 
     return LaunchConfig(
+        logs_specs=DefaultLogsSpecs(log_dir=None if log_dir is None else str(log_dir), tee=Std.ALL),
+        log_line_prefix_template=log_line_prefix(env),
         min_nodes=env.nnodes,
         max_nodes=env.nnodes,
         nproc_per_node=env.nproc_per_node,
@@ -101,6 +111,16 @@ def pick_exit_code(failures: dict[int, Any]) -> int:
     return next((c for c in ordered if c == exitcodes.USER_ERROR), (causes or ordered or [1])[0])
 
 
+def rank_log_dir() -> Path | None:
+    """Where each rank's own stdout/stderr files go: under the run directory when there is one."""
+    base = os.environ.get(ENV_RUN_DIR)
+    if not base:
+        return None
+    path = Path(base) / "rank-logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run_agent(ctx: JobContext, env: NodeEnv) -> int:
     """Run the local gang; return the launcher's exit code."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -110,7 +130,8 @@ def run_agent(ctx: JobContext, env: NodeEnv) -> int:
     program, args = build_command(ctx)
     run_id = ctx.job.uid or f"{ctx.job.namespace}-{ctx.job.name}"
     try:
-        elastic_launch(launch_config(ctx, env, run_id), program)(*args)
+        config = launch_config(ctx, env, run_id, log_dir=rank_log_dir())
+        elastic_launch(config, program)(*args)
     except ChildFailedError as exc:
         return pick_exit_code(exc.failures)
     except SignalException as exc:
