@@ -17,10 +17,12 @@ from pydantic import Field, ValidationError
 from trainforge_api.base import API_VERSION, Model
 from trainforge_api.rules import runtime_spec, spec_problems
 from trainforge_api.trainingjob import (
+    DEFAULT_HYPERPARAMETERS_AS,
     Artifacts,
     Checkpoint,
     Data,
     HealthRule,
+    HyperparameterChannels,
     Metrics,
     Parallelism,
     Profiling,
@@ -38,6 +40,9 @@ ENV_ATTEMPT = "TRAINFORGE_ATTEMPT"  # gang restart attempt, 0-based
 ENV_POD_NAME = "TRAINFORGE_POD_NAME"
 ENV_FAULT = "TRAINFORGE_FAULT"  # deterministic fault injection, see runtime docs
 ENV_S3_ENDPOINT = "TRAINFORGE_S3_ENDPOINT"  # S3-compatible endpoint URL for s3:// URIs
+# Set by the launcher for every rank (docs/byo-code.md): hyperparameters, per spec.hyperparametersAs
+ENV_HP_PREFIX = "TRAINFORGE_HP_"  # one variable per hyperparameter, name upper-cased
+ENV_HP_FILE = "TRAINFORGE_HP_FILE"  # the JSON file of all hyperparameters, typed
 
 
 class InvalidSpecError(ValueError):
@@ -82,6 +87,9 @@ class JobContext(Model):
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters_as: HyperparameterChannels = Field(
+        default_factory=lambda: list(DEFAULT_HYPERPARAMETERS_AS)
+    )
     parallelism: ResolvedParallelism = Field(default_factory=ResolvedParallelism)
     rendezvous: Rendezvous = Field(default_factory=Rendezvous)
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
@@ -162,6 +170,7 @@ def job_context_from_spec(
         command=list(spec.command),
         args=list(spec.args),
         hyperparameters=dict(spec.hyperparameters),
+        hyperparameters_as=list(spec.hyperparameters_as),
         parallelism=ResolvedParallelism.model_validate(
             {**spec.parallelism.model_dump(), "procs_per_node": spec.procs_per_node}
         ),

@@ -29,6 +29,7 @@ from trainforge_runtime.config import (
     NodeEnv,
     load_context,
 )
+from trainforge_runtime.hyperparameters import hp_channels
 from trainforge_runtime.summary import clear_summaries, read_first_summary
 
 log = logging.getLogger("trainforge.launch")
@@ -121,13 +122,14 @@ def rank_log_dir() -> Path | None:
     return path
 
 
-def run_agent(ctx: JobContext, env: NodeEnv) -> int:
-    """Run the local gang; return the launcher's exit code."""
+def run_agent(ctx: JobContext, env: NodeEnv, extra_args: list[str] | None = None) -> int:
+    """Run the local gang with `extra_args` after the command's own; return the exit code."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
     program, args = build_command(ctx)
+    args = [*args, *(extra_args or [])]
     run_id = ctx.job.uid or f"{ctx.job.namespace}-{ctx.job.name}"
     try:
         config = launch_config(ctx, env, run_id, log_dir=rank_log_dir())
@@ -208,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx.parallelism.layout,
         env.attempt,
     )
+    hp_env, hp_args = hp_channels(ctx, run_dir)
+    os.environ.update(hp_env)  # the ranks inherit the launcher's env
     try:
-        code = run_agent(ctx, env)
+        code = run_agent(ctx, env, hp_args)
     except exitcodes.RuntimeExit as exc:
         return fail_before_start(exc)
     summary = read_first_summary(run_dir, env.global_ranks)
