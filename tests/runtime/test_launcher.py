@@ -72,17 +72,24 @@ def start(ctx: dict, tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
-    base = free_port_range(2)
+    base = free_port_range(3)  # the pod's launcher, then one per local rank
     cmd = ["python", str(SCRIPTS / "hold_trainer.py")]
     ctx = make_context("metrics-ddp", command=cmd, metrics_port=base)
     proc = start(ctx, tmp_path)
     run = tmp_path / "run"
     try:
         wait_for([run / "ready-0", run / "ready-1"], proc)
+        # one scrape of the declared port sees every local rank (procsPerNode 2) and the pod
+        status, text = get(f"http://127.0.0.1:{base}/metrics")
+        assert status == 200
+        samples = scrape(text)
+        pod = labels_key({"job": "metrics-ddp", "namespace": "test", "node": "0"})
+        assert samples[("trainforge_pod_cpu_seconds", pod)] > 0
+        assert samples[("trainforge_pod_memory_rss_bytes", pod)] > 50e6  # torch is loaded
+        assert samples[("trainforge_pod_processes", pod)] >= 3  # launcher + 2 ranks
+        assert samples[("trainforge_pod_restarts", pod)] == 0
         for rank in (0, 1):
-            status, text = get(f"http://127.0.0.1:{base + rank}/metrics")
-            assert status == 200
-            samples = scrape(text)
+            assert get(f"http://127.0.0.1:{base + 1 + rank}/metrics")[0] == 200  # its own too
             want = {"job": "metrics-ddp", "namespace": "test", "rank": str(rank)}
             for name in EXPECTED_GAUGES:
                 assert samples.get((name, labels_key(want))) is not None, f"{name} on rank {rank}"
@@ -101,7 +108,7 @@ def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
         assert progress["percent"] == 100.0
         assert progress["metrics"]["val_loss"] == 0.3
         assert progress["phase"] == "training"
-        assert get(f"http://127.0.0.1:{base + 1}/progress")[0] == 404  # rank 0 only
+        assert get(f"http://127.0.0.1:{base + 2}/progress")[0] == 404  # rank 0 only
     finally:
         (run / "release").write_text("")
         out, _ = proc.communicate(timeout=300)

@@ -27,7 +27,7 @@ def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]
 
 
 def test_ddp_local_mode_digits_reaches_90_percent(tmp_path: Path) -> None:
-    port = free_port_range(2)
+    port = free_port_range(4)  # per node: its launcher, then its rank
     example = REPO / "examples" / "digits-ddp.yaml"
     proc = run_cli(["run", str(example), "--local", "--metrics-port", str(port)], tmp_path)
     out_dir = tmp_path / "trainforge-output" / "digits-ddp"
@@ -126,7 +126,7 @@ def test_plain_script_local_mode_one_world_of_4_streams_rank_prefixed_output(
 ) -> None:
     script = REPO / "tests" / "runtime" / "scripts" / "plain_torchrun.py"
     job = plain_job(tmp_path, "plain", ["python", str(script)])
-    port = free_port_range(4)
+    port = free_port_range(6)
     proc = run_cli(["run", str(job), "--local", "--metrics-port", str(port)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = tmp_path / "trainforge-output" / "plain" / "run"

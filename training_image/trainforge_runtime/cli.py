@@ -6,7 +6,8 @@ polls rank 0's `/progress` to print progress, and prints the termination summary
 Every rank's output streams to the terminal as it happens, prefixed like torchrun's
 (`[node0/rank1]: ...`; the launcher's own lines read `[node0]: ...`), and is kept per node in
 `node-<i>.log`.
-Node i's ranks serve metrics on `metrics.port + i*procsPerNode + local_rank`, so nothing collides.
+Node i's launcher serves the node's one `/metrics` (and `/progress`) on
+`metrics.port + i*(procsPerNode+1)`, its ranks on the ports after it, so nothing collides.
 Remote artifact and checkpoint URIs are redirected to `file://./trainforge-output/<job>/` unless
 `--keep-uris` is given.
 """
@@ -93,7 +94,7 @@ def node_env(
             ENV_POD_NAME: f"{ctx.job.name}-worker-{node}",
             ENV_RUN_DIR: str(out_dir / "run"),
             ENV_TERMINATION_LOG: str(out_dir / f"termination-node{node}.json"),
-            ENV_METRICS_PORT: str(metrics_base + node * par.procs_per_node),
+            ENV_METRICS_PORT: str(metrics_base + node * (par.procs_per_node + 1)),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,15 @@ from trainforge_api.context import JobContext
 from trainforge_runtime.config import (
     DEFAULT_RUN_DIR,
     DEFAULT_TERMINATION_LOG,
+    ENV_METRICS_PORT,
     ENV_RUN_DIR,
     ENV_TERMINATION_LOG,
     NodeEnv,
+    env_int,
     load_context,
 )
 from trainforge_runtime.hyperparameters import hp_channels
+from trainforge_runtime.podserver import PodServer, clear_stale, sdk_summary
 from trainforge_runtime.summary import clear_summaries, read_first_summary
 
 log = logging.getLogger("trainforge.launch")
@@ -210,16 +214,54 @@ def main(argv: list[str] | None = None) -> int:
         ctx.parallelism.layout,
         env.attempt,
     )
+    clear_stale(run_dir, env.global_ranks)
     hp_env, hp_args = hp_channels(ctx, run_dir)
     os.environ.update(hp_env)  # the ranks inherit the launcher's env
+    server = start_pod_server(ctx, env, run_dir)
     try:
         code = run_agent(ctx, env, hp_args)
     except exitcodes.RuntimeExit as exc:
-        return fail_before_start(exc)
+        code = fail_before_start(exc)
+        stop_pod_server(server, ctx, code, lingered=False)
+        return code
     summary = read_first_summary(run_dir, env.global_ranks)
-    write_termination_log(termination.encode(summary, code))
+    write_termination_log(termination.encode(summary or sdk_summary(run_dir, code), code))
     log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
+    stop_pod_server(server, ctx, code, lingered=bool(summary))
     return code
+
+
+def start_pod_server(ctx: JobContext, env: NodeEnv, run_dir: Path) -> PodServer | None:
+    """Serve the pod's `/metrics` and `/progress` on the metrics port; the ranks' own servers
+    move to the ports after it. A busy port only turns the pod's endpoint off."""
+    if not ctx.metrics.enabled:
+        return None
+    base = env_int(ENV_METRICS_PORT, ctx.metrics.port)
+    server = PodServer(
+        ctx.job.name, ctx.job.namespace, env.node_rank, env.global_ranks, run_dir, env.attempt
+    )
+    try:
+        port = server.start(base)
+    except OSError as exc:
+        log.warning("pod metrics endpoint could not bind port %d (%s); it is off", base, exc)
+        return None
+    os.environ[ENV_METRICS_PORT] = str(port + 1) if base else "0"
+    log.info("pod /metrics and /progress on port %d", port)
+    return server
+
+
+def stop_pod_server(server: PodServer | None, ctx: JobContext, code: int, lingered: bool) -> None:
+    """Export the exit classification, serve it for metrics.lingerSeconds unless the ranks
+    already lingered with their own servers, then stop."""
+    if server is None:
+        return
+    server.set_exit(code)
+    if ctx.metrics.linger_seconds and not lingered:
+        log.info(
+            "serving final metrics for %ds (metrics.lingerSeconds)", ctx.metrics.linger_seconds
+        )
+        time.sleep(ctx.metrics.linger_seconds)
+    server.stop()
 
 
 def cli() -> None:
