@@ -17,6 +17,20 @@ names = st.one_of(
 )
 
 
+# Plain scripts beside every way of nesting torch's own launcher (rejected: a second world).
+COMMANDS = [
+    [],
+    ["python", "train.py"],
+    ["torchrun", "--nproc-per-node=2", "train.py"],
+    ["/opt/conda/bin/torchrun", "train.py"],
+    ["python", "-m", "torch.distributed.run", "train.py"],
+    ["python3", "-u", "-m", "torch.distributed.launch", "train.py"],
+    ["python"],
+    ["python", "-m", "my.module"],
+]
+ARGS = [[], ["--epochs", "3"], ["-m", "torch.distributed.run", "train.py"], ["-m", "pkg.train"]]
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
     """A spec dict as a user would write it (camelCase, defaults left out)."""
@@ -30,7 +44,8 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     if procs is not None:
         parallelism["procsPerNode"] = procs
     return {
-        "command": draw(st.sampled_from([[], ["python", "train.py"]])),
+        "command": draw(st.sampled_from(COMMANDS)),
+        "args": draw(st.sampled_from(ARGS)),
         "parallelism": parallelism,
         "resources": {"gpus": draw(st.integers(0, 8))},
         "runPolicy": {

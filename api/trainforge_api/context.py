@@ -17,10 +17,12 @@ from pydantic import Field, ValidationError
 from trainforge_api.base import API_VERSION, Model
 from trainforge_api.rules import runtime_spec, spec_problems
 from trainforge_api.trainingjob import (
+    DEFAULT_HYPERPARAMETERS_AS,
     Artifacts,
     Checkpoint,
     Data,
     HealthRule,
+    HyperparameterChannels,
     Metrics,
     Parallelism,
     Profiling,
@@ -40,6 +42,9 @@ ENV_FAULT = "TRAINFORGE_FAULT"  # deterministic fault injection, see runtime doc
 ENV_S3_ENDPOINT = "TRAINFORGE_S3_ENDPOINT"  # S3-compatible endpoint URL for s3:// URIs
 ENV_DATA_DIR = "TRAINFORGE_DATA_DIR"  # where spec.data.uri was staged (the dataset initializer)
 DATA_DIR = "/var/trainforge/data"  # its mount path in worker pods
+# Set by the launcher for every rank (docs/byo-code.md): hyperparameters, per spec.hyperparametersAs
+ENV_HP_PREFIX = "TRAINFORGE_HP_"  # one variable per hyperparameter, name upper-cased
+ENV_HP_FILE = "TRAINFORGE_HP_FILE"  # the JSON file of all hyperparameters, typed
 
 
 class InvalidSpecError(ValueError):
@@ -84,6 +89,9 @@ class JobContext(Model):
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters_as: HyperparameterChannels = Field(
+        default_factory=lambda: list(DEFAULT_HYPERPARAMETERS_AS)
+    )
     parallelism: ResolvedParallelism = Field(default_factory=ResolvedParallelism)
     rendezvous: Rendezvous = Field(default_factory=Rendezvous)
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
@@ -102,7 +110,7 @@ def context_problems(ctx: JobContext) -> list[str]:
     """The cross-field rules (rules.py) as far as a worker can check them from its context."""
     par = ctx.parallelism
     spec = runtime_spec(
-        Parallelism.model_validate(par.model_dump()), par.procs_per_node, ctx.command
+        Parallelism.model_validate(par.model_dump()), par.procs_per_node, ctx.command, ctx.args
     )
     return spec_problems(spec)
 
@@ -164,6 +172,7 @@ def job_context_from_spec(
         command=list(spec.command),
         args=list(spec.args),
         hyperparameters=dict(spec.hyperparameters),
+        hyperparameters_as=list(spec.hyperparameters_as),
         parallelism=ResolvedParallelism.model_validate(
             {**spec.parallelism.model_dump(), "procs_per_node": spec.procs_per_node}
         ),

@@ -14,6 +14,9 @@ HEALTH_STOP = 65
 UPLOAD_FAILED = 66
 DATA_STAGING_FAILED = 67  # the dataset initializer could not stage spec.data.uri (permanent)
 TRANSIENT = 75
+# The shell's codes for a command that cannot be started: retrying the same image cannot help.
+COMMAND_NOT_EXECUTABLE = 126
+COMMAND_NOT_FOUND = 127
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143: stopped after a checkpoint, retryable
 
 REASONS: dict[int, str] = {
@@ -24,6 +27,8 @@ REASONS: dict[int, str] = {
     UPLOAD_FAILED: "UploadFailed",
     DATA_STAGING_FAILED: "DataStagingFailed",
     TRANSIENT: "Transient",
+    COMMAND_NOT_EXECUTABLE: "CommandNotExecutable",
+    COMMAND_NOT_FOUND: "CommandNotFound",
     SIGTERM_EXIT: "Terminated",
 }
 # exitReason of a rank that failed only because a peer died (exit code TRANSIENT). The operator

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# /progress `phase` when nothing in the pod reports progress (no trainforge trainer, no
+# trainforge_sdk.report call): the operator then warns instead of declaring a stall.
+UNREPORTED_PHASE = "unreported"
+
 
 def percent_done(step: int, total_steps: int | None) -> float | None:
     """Progress in percent, two decimals, capped at 100; None while the total is unknown."""

@@ -69,6 +69,30 @@ def _divides_world(_: str | None, spec: TrainingJobSpec) -> bool:
     return spec.world_size % (p.tensor_parallel * p.pipeline_stages) == 0
 
 
+# torch's own launcher: under trainforge it would start a second, nested world per pod.
+_TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+_ARGV = "(self.command + self.args)"
+_MODULES_CEL = "['" + "', '".join(_TORCHRUN_MODULES) + "']"
+_NO_TORCHRUN_CEL = (
+    f"size(self.command) == 0 || (self.command[0] != 'torchrun' && "
+    f"!self.command[0].endsWith('/torchrun') && "
+    f"!(size({_ARGV}) > 2 && {_ARGV}[1] == '-m' && {_ARGV}[2] in {_MODULES_CEL}) && "
+    f"!(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_ARGV}[3] in {_MODULES_CEL}))"
+)
+
+
+def _no_torchrun(_: str | None, spec: TrainingJobSpec) -> bool:
+    """The program is not torchrun, nor `python [opt] -m torch.distributed.run|launch`."""
+    if not spec.command:
+        return True
+    argv = [*spec.command, *spec.args]
+    if argv[0] == "torchrun" or argv[0].endswith("/torchrun"):
+        return False
+    return not any(
+        len(argv) > i + 1 and argv[i] == "-m" and argv[i + 1] in _TORCHRUN_MODULES for i in (1, 2)
+    )
+
+
 def _name_fits(name: str | None, spec: TrainingJobSpec) -> bool:
     return name is None or len(name) + len(str(spec.parallelism.nodes - 1)) <= _NAME_BUDGET
 
@@ -117,6 +141,16 @@ SPEC_RULES: list[Rule] = [
         "spec.command: empty; set the program every rank runs, for example "
         "[python, -m, trainforge_runtime.trainers.digits]",
         lambda _, spec: len(spec.command) > 0,
+    ),
+    Rule(
+        "spec",
+        _NO_TORCHRUN_CEL,
+        "spec.command: do not start torchrun (or python -m torch.distributed.run) under "
+        "trainforge: trainforge already is the launcher and starts nodes x procsPerNode processes "
+        "with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set; write command: "
+        "[python, train.py] with the script's own arguments in args (drop torchrun's flags) and "
+        "set spec.parallelism.nodes and procsPerNode",
+        _no_torchrun,
     ),
     Rule(
         "spec",
@@ -210,10 +244,11 @@ def spec_problems(spec: TrainingJobSpec, name: str | None = None) -> list[str]:
 
 
 def runtime_spec(
-    parallelism: Parallelism, procs_per_node: int, command: list[str]
+    parallelism: Parallelism, procs_per_node: int, command: list[str], args: list[str] | None = None
 ) -> TrainingJobSpec:
     """The part of a spec a worker can see (its JobContext), as a spec the rules can check."""
     return TrainingJobSpec(
         command=command,
+        args=args or [],
         parallelism=parallelism.model_copy(update={"procs_per_node": procs_per_node}),
     )

@@ -45,6 +45,12 @@ K8sObject = dict[str, Any]
 
 
 # The rules the runtime implements (trainforge_runtime/health.py); the CRD's enum comes from here.
+# How spec.hyperparameters reach the user's processes (docs/byo-code.md): env
+# TRAINFORGE_HP_<NAME>, a JSON file at $TRAINFORGE_HP_FILE, or --name=value arguments.
+HyperparameterChannel = Literal["env", "file", "args"]
+HyperparameterChannels = list[HyperparameterChannel]
+DEFAULT_HYPERPARAMETERS_AS: tuple[HyperparameterChannel, ...] = ("env", "file")
+
 HealthRuleName = Literal[
     "nan_loss",
     "exploding_gradients",
@@ -287,6 +293,12 @@ class TrainingJobSpec(Model):
     working_dir: str | None = Field(None, max_length=4096, description="Container workingDir.")
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Free-form map passed to every worker."
+    )
+    hyperparameters_as: HyperparameterChannels = Field(
+        default_factory=lambda: list(DEFAULT_HYPERPARAMETERS_AS),
+        max_length=3,
+        description="How hyperparameters reach the command: env (TRAINFORGE_HP_<NAME>), file "
+        "(JSON at $TRAINFORGE_HP_FILE) and/or args (--name=value appended after spec.args).",
     )
     parallelism: Parallelism = Field(default_factory=Parallelism)
     resources: Resources = Field(default_factory=Resources)

@@ -86,12 +86,13 @@ def live_training_run(
     operator's scenario) lands in the window even when training is quick."""
     manifest = manifest or short_manifest(epochs)
     spec = manifest["spec"]
-    ranks = spec["parallelism"]["nodes"] * spec["parallelism"]["procsPerNode"]
-    base = free_ports(ranks)
+    nodes, procs = spec["parallelism"]["nodes"], spec["parallelism"]["procsPerNode"]
+    base = free_ports(nodes * (procs + 1))  # per node: its launcher, then one per local rank
     job_file = workdir / "job.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
     job_file.write_text(yaml.safe_dump(manifest))
-    scrape = {"trainforge-workers": [f"127.0.0.1:{base + i}" for i in range(ranks)]}
+    # as in a cluster, one target per pod: its launcher's /metrics serves every local rank
+    scrape = {"trainforge-workers": [f"127.0.0.1:{base + n * (procs + 1)}" for n in range(nodes)]}
     scrape.update(extra_jobs or {})
     with Prometheus(workdir / "prometheus", scrape) as prom:
         start = time.time()

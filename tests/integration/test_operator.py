@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -356,6 +357,39 @@ def test_hang_detection_marks_stalled(
     assert stalled["status"] == "True"
     assert "step 3" in stalled["message"]
     assert "Stalled" in c.event_reasons("hang", "Stalled")
+
+
+def test_no_progress_source_warns_instead_of_restarting(
+    control_plane: ControlPlane, namespace: str, kube_client: Any, tf_operator: OperatorHandle
+) -> None:
+    # A plain script with no trainforge_sdk: the launcher's /progress says `unreported`.
+    c = Cluster(kube_client, namespace)
+    spec = {"parallelism": {"nodes": 1}, "runPolicy": {"progressTimeoutSeconds": 4}}
+    apply(control_plane, namespace, job("silent", spec))
+    running_pods(c, "silent", 1)
+    c.wait_phase("silent", "Running")
+    unreported = {"step": None, "phase": "unreported"}
+    c.annotate_pod("silent-worker-0", {"trainforge.io/progress": json.dumps(unreported)})
+    warned = wait_for(
+        "the ProgressReported=False warning",
+        lambda: next(
+            (
+                x
+                for x in c.status("silent").get("conditions", [])
+                if x["type"] == "ProgressReported" and x["status"] == "False"
+            ),
+            None,
+        ),
+        timeout=40,
+    )
+    assert warned["reason"] == "NoProgressSource"
+    assert "trainforge_sdk.report" in warned["message"]
+    assert "NoProgressSource" in c.event_reasons("silent", "NoProgressSource")
+    time.sleep(6)  # past the timeout again: still running, never Stalled nor restarted
+    status = c.status("silent")
+    assert status["phase"] == "Running"
+    assert status.get("restarts", 0) == 0
+    assert not any(x["type"] == "Stalled" for x in status.get("conditions", []))
 
 
 def test_entrypoint_serves_metrics_and_health(

@@ -88,7 +88,8 @@ def launcher_env(context: dict[str, Any], tmp: Path, **extra: str) -> dict[str, 
             "TRAINFORGE_RUN_DIR": str(tmp / "run"),
             "TRAINFORGE_TERMINATION_LOG": str(tmp / "termination.json"),
             "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(REPO / "training_image"),
+            # this checkout's runtime and contract package, not the venv's editable install
+            "PYTHONPATH": os.pathsep.join([str(REPO / "training_image"), str(REPO / "api")]),
         }
     )
     env.update(extra)

@@ -30,8 +30,10 @@ def test_nan_loss_stop_exits_65_with_the_finding(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(SPEC)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "training_image"), str(REPO / "operator")])
-    port = free_port_range(1)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "training_image"), str(REPO / "operator"), str(REPO / "api")]
+    )
+    port = free_port_range(2)  # the launcher, then its rank
     proc = subprocess.run(
         ["nice", "-n", "5", sys.executable, "-m", "trainforge_runtime.cli", "run", str(spec),
          "--local", "--metrics-port", str(port)],

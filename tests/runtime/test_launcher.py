@@ -72,17 +72,24 @@ def start(ctx: dict, tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
-    base = free_port_range(2)
+    base = free_port_range(3)  # the pod's launcher, then one per local rank
     cmd = ["python", str(SCRIPTS / "hold_trainer.py")]
     ctx = make_context("metrics-ddp", command=cmd, metrics_port=base)
     proc = start(ctx, tmp_path)
     run = tmp_path / "run"
     try:
         wait_for([run / "ready-0", run / "ready-1"], proc)
+        # one scrape of the declared port sees every local rank (procsPerNode 2) and the pod
+        status, text = get(f"http://127.0.0.1:{base}/metrics")
+        assert status == 200
+        samples = scrape(text)
+        pod = labels_key({"job": "metrics-ddp", "namespace": "test", "node": "0"})
+        assert samples[("trainforge_pod_cpu_seconds", pod)] > 0
+        assert samples[("trainforge_pod_memory_rss_bytes", pod)] > 50e6  # torch is loaded
+        assert samples[("trainforge_pod_processes", pod)] >= 3  # launcher + 2 ranks
+        assert samples[("trainforge_pod_restarts", pod)] == 0
         for rank in (0, 1):
-            status, text = get(f"http://127.0.0.1:{base + rank}/metrics")
-            assert status == 200
-            samples = scrape(text)
+            assert get(f"http://127.0.0.1:{base + 1 + rank}/metrics")[0] == 200  # its own too
             want = {"job": "metrics-ddp", "namespace": "test", "rank": str(rank)}
             for name in EXPECTED_GAUGES:
                 assert samples.get((name, labels_key(want))) is not None, f"{name} on rank {rank}"
@@ -101,7 +108,7 @@ def test_ddp_metrics_endpoint_series_and_labels(tmp_path: Path) -> None:
         assert progress["percent"] == 100.0
         assert progress["metrics"]["val_loss"] == 0.3
         assert progress["phase"] == "training"
-        assert get(f"http://127.0.0.1:{base + 1}/progress")[0] == 404  # rank 0 only
+        assert get(f"http://127.0.0.1:{base + 2}/progress")[0] == 404  # rank 0 only
     finally:
         (run / "release").write_text("")
         out, _ = proc.communicate(timeout=300)
@@ -155,3 +162,24 @@ def test_ddp_rank_killed_reports_the_kill_not_its_peers_fallout(tmp_path: Path) 
     assert rank0["exitReason"] == "PeerFailure", rank0
     # gloo words it "Connection closed by peer" or "Read error ... Connection reset by peer"
     assert "gloo" in rank0["message"], rank0
+
+
+def test_missing_command_is_permanent_and_names_the_command(tmp_path: Path) -> None:
+    ctx = make_context("typo", command=["torchrunn", "train.py"], nproc=1)
+    res = run_launcher(ctx, tmp_path)
+    assert res.code == 127
+    assert res.termination is not None
+    assert res.termination["exitReason"] == "CommandNotFound"
+    assert "'torchrunn' not found on PATH" in res.termination["message"]
+    assert "torchrunn" in res.proc.stderr
+
+
+def test_command_that_is_not_executable_is_permanent(tmp_path: Path) -> None:
+    script = tmp_path / "train.sh"
+    script.write_text("#!/bin/sh\necho hi\n")  # no +x bit
+    ctx = make_context("noexec", command=[str(script)], nproc=1)
+    res = run_launcher(ctx, tmp_path)
+    assert res.code == 126
+    assert res.termination is not None
+    assert res.termination["exitReason"] == "CommandNotExecutable"
+    assert str(script) in res.termination["message"]

@@ -27,7 +27,7 @@ def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]
 
 
 def test_ddp_local_mode_digits_reaches_90_percent(tmp_path: Path) -> None:
-    port = free_port_range(2)
+    port = free_port_range(4)  # per node: its launcher, then its rank
     example = REPO / "examples" / "digits-ddp.yaml"
     proc = run_cli(["run", str(example), "--local", "--metrics-port", str(port)], tmp_path)
     out_dir = tmp_path / "trainforge-output" / "digits-ddp"
@@ -105,4 +105,46 @@ def test_local_mode_rejects_bad_spec_before_any_process(
     proc = run_cli(["run", str(bad), "--local"], tmp_path)
     assert proc.returncode == 64
     assert fragment in proc.stderr
+    assert not list(tmp_path.rglob("node-*.log")), "a launcher was started"
+
+
+def plain_job(tmp_path: Path, name: str, command: list[str], **spec: object) -> Path:
+    """A TrainingJob file for a plain script: 2 nodes x 2 procs on CPU."""
+    doc = {
+        "apiVersion": "trainforge.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"command": command, "parallelism": {"nodes": 2, "procsPerNode": 2}, **spec},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_plain_script_local_mode_one_world_of_4_streams_rank_prefixed_output(
+    tmp_path: Path,
+) -> None:
+    script = REPO / "tests" / "runtime" / "scripts" / "plain_torchrun.py"
+    job = plain_job(tmp_path, "plain", ["python", str(script)])
+    port = free_port_range(6)
+    proc = run_cli(["run", str(job), "--local", "--metrics-port", str(port)], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = tmp_path / "trainforge-output" / "plain" / "run"
+    seen = sorted((run_dir / f"plain-{r}.txt").read_text().split() for r in range(4))
+    # rank, world, local rank, all-reduced sum 1+2+3+4: one world, not one per node
+    assert seen == [[str(r), "4", str(r % 2), "10.0"] for r in range(4)]
+    for rank in range(4):
+        line = f"[node{rank // 2}/rank{rank}]: hello from rank {rank} of 4"
+        assert line in proc.stdout
+        node_log = (tmp_path / "trainforge-output" / "plain" / f"node-{rank // 2}.log").read_text()
+        assert line in node_log  # the log files are kept
+    assert "[node1]: " in proc.stdout  # the launcher's own lines name their node
+
+
+def test_local_mode_rejects_torchrun_with_what_to_write(tmp_path: Path) -> None:
+    # Once each node's torchrun formed its own world of 1 here and the job still Succeeded.
+    job = plain_job(tmp_path, "nested", ["torchrun", "--nproc-per-node=2", "train.py"])
+    proc = run_cli(["run", str(job), "--local"], tmp_path)
+    assert proc.returncode == 64
+    assert "write command: [python, train.py]" in proc.stderr
     assert not list(tmp_path.rglob("node-*.log")), "a launcher was started"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from spec_strategies import manifest, names, specs
 
-from trainforge_api import rules
+from trainforge_api import exitcodes, rules
 from trainforge_api.context import (
     InvalidSpecError,
     JobContext,
@@ -100,3 +100,32 @@ def test_every_message_names_its_field_and_the_crd_carries_them() -> None:
     for rule in rules.ALL_RULES:
         assert rule.message.startswith(("spec.", "metadata.name")), rule.message
         assert rule.crd() in in_crd
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        (["torchrun", "--nnodes=2", "train.py"], []),
+        (["/usr/local/bin/torchrun"], ["train.py"]),
+        (["python", "-m", "torch.distributed.run", "train.py"], []),
+        (["python"], ["-m", "torch.distributed.run", "--nproc-per-node=2", "train.py"]),
+        (["python3", "-u", "-m", "torch.distributed.launch", "train.py"], []),
+    ],
+)
+def test_torchrun_under_trainforge_is_rejected_with_what_to_write(
+    command: list[str], args: list[str]
+) -> None:
+    # Nested torchrun once formed one world per node in local mode and still Succeeded.
+    spec = {"command": command, "args": args, "parallelism": {"nodes": 2}}
+    with pytest.raises(InvalidSpecError, match=r"write command: \[python, train.py\]"):
+        parse_spec(manifest("nested", spec))
+    rule = next(r for r in rules.SPEC_RULES if "torchrun" in r.message)
+    assert not cel_holds(rule, "nested", TrainingJobSpec.model_validate(spec))
+
+
+def test_torchrun_in_a_worker_context_is_rejected_before_any_process() -> None:
+    ctx = JobContext.model_validate(
+        {"job": {"name": "t"}, "command": ["python"], "args": ["-m", "torch.distributed.run"]}
+    )
+    with pytest.raises(exitcodes.InvalidContextError, match="torchrun"):
+        validate_context(ctx)

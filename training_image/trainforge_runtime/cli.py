@@ -3,7 +3,11 @@
 Local mode starts one launcher per node (`python -m trainforge_runtime.launch`) with the same env
 the operator sets in pods (NODE_RANK, NNODES, NPROC_PER_NODE, MASTER_ADDR/PORT, TRAINFORGE_*),
 polls rank 0's `/progress` to print progress, and prints the termination summary at the end.
-Node i's ranks serve metrics on `metrics.port + i*procsPerNode + local_rank`, so nothing collides.
+Every rank's output streams to the terminal as it happens, prefixed like torchrun's
+(`[node0/rank1]: ...`; the launcher's own lines read `[node0]: ...`), and is kept per node in
+`node-<i>.log`.
+Node i's launcher serves the node's one `/metrics` (and `/progress`) on
+`metrics.port + i*(procsPerNode+1)`, its ranks on the ports after it, so nothing collides.
 Remote artifact and checkpoint URIs are redirected to `file://./trainforge-output/<job>/` unless
 `--keep-uris` is given.
 """
@@ -17,10 +21,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -91,7 +96,7 @@ def node_env(
             ENV_POD_NAME: f"{ctx.job.name}-worker-{node}",
             ENV_RUN_DIR: str(out_dir / "run"),
             ENV_TERMINATION_LOG: str(out_dir / f"termination-node{node}.json"),
-            ENV_METRICS_PORT: str(metrics_base + node * par.procs_per_node),
+            ENV_METRICS_PORT: str(metrics_base + node * (par.procs_per_node + 1)),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -131,7 +136,12 @@ def format_progress(p: dict[str, Any]) -> str:
 
 
 def run_local(
-    path: Path, out_root: Path, keep_uris: bool, metrics_port: int | None, resume: bool = False
+    path: Path,
+    out_root: Path,
+    keep_uris: bool,
+    metrics_port: int | None,
+    resume: bool = False,
+    quiet: bool = False,
 ) -> int:
     manifest = load_manifest(path)
     name = str((manifest.get("metadata") or {}).get("name") or "job")
@@ -148,19 +158,44 @@ def run_local(
         f"layout {par.layout}; progress on http://127.0.0.1:{base}/progress; output {out_dir}"
     )
     spec_env = plain_env(manifest) | stage_local(ctx.data, out_dir)
-    procs = []
+    procs, pumps = [], []
     for node in range(par.nodes):
-        log_file = (out_dir / f"node-{node}.log").open("w")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "trainforge_runtime.launch"],
-                env=node_env(ctx, node, out_dir, base, spec_env),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainforge_runtime.launch"],
+            env=node_env(ctx, node, out_dir, base, spec_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        pump = threading.Thread(
+            target=stream_output,
+            args=(proc, node, out_dir / f"node-{node}.log", None if quiet else sys.stdout),
+            daemon=True,
+        )
+        pump.start()
+        procs.append(proc)
+        pumps.append(pump)
     codes = _watch(procs, base)
+    for pump in pumps:
+        pump.join(timeout=10)
     return _report(codes, out_dir)
+
+
+def stream_output(
+    proc: subprocess.Popen[bytes], node: int, log_path: Path, console: TextIO | None
+) -> None:
+    """Copy a node launcher's output to its log file and, unless quiet, to the console. Rank
+    lines already carry `[node<i>/rank<r>]: `; the launcher's own get `[node<i>]: `."""
+    assert proc.stdout is not None
+    own = f"[node{node}]: "
+    rank = f"[node{node}/rank"
+    with log_path.open("wb") as log_file:
+        for raw in iter(proc.stdout.readline, b""):
+            log_file.write(raw)
+            log_file.flush()
+            if console is not None:
+                line = raw.decode(errors="replace")
+                console.write(line if line.startswith(rank) else own + line)
+                console.flush()
 
 
 def _watch(procs: list[subprocess.Popen[bytes]], port: int) -> list[int]:
@@ -184,7 +219,7 @@ def _watch(procs: list[subprocess.Popen[bytes]], port: int) -> list[int]:
 def _report(codes: list[int], out_dir: Path) -> int:
     failed = [c for c in codes if c != 0]
     code = failed[0] if failed else 0
-    for preferred in (64, 65, 66, 1):
+    for preferred in (64, 127, 126, 65, 66, 1):
         if preferred in failed:
             code = preferred
             break
@@ -214,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-uris", action="store_true", help="keep remote artifact/ckpt URIs")
     run.add_argument("--metrics-port", type=int, default=None, help="base metrics port")
     run.add_argument("--resume", action="store_true", help="continue from local checkpoints")
+    run.add_argument(
+        "--quiet", action="store_true", help="print progress and the summary, not rank output"
+    )
     convert = sub.add_parser("convert", help="print a Kubeflow PyTorchJob file as a TrainingJob")
     convert.add_argument("file", type=Path)
     sweep = sub.add_parser("sweep", help="run a TrainingSweep file (trials in parallel)")
@@ -230,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         print("trainforge run: only --local is supported; use kubectl apply -f for clusters")
         return 2
     try:
-        code = run_local(args.file, args.output, args.keep_uris, args.metrics_port, args.resume)
+        code = run_local(
+            args.file, args.output, args.keep_uris, args.metrics_port, args.resume, args.quiet
+        )
     except exitcodes.RuntimeExit as exc:  # an invalid job, or data that cannot be staged
         print(f"trainforge: {exc.message}", file=sys.stderr)
         code = exc.code

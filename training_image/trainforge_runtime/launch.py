@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,17 +25,27 @@ from trainforge_api.context import JobContext
 from trainforge_runtime.config import (
     DEFAULT_RUN_DIR,
     DEFAULT_TERMINATION_LOG,
+    ENV_METRICS_PORT,
     ENV_RUN_DIR,
     ENV_TERMINATION_LOG,
     NodeEnv,
+    env_int,
     load_context,
 )
+from trainforge_runtime.hyperparameters import hp_channels
+from trainforge_runtime.podserver import PodServer, clear_stale, sdk_summary
 from trainforge_runtime.summary import clear_summaries, read_first_summary
 
 log = logging.getLogger("trainforge.launch")
 
 RDZV_TIMEOUT_S = int(os.environ.get("TRAINFORGE_RDZV_TIMEOUT", "900"))
-PERMANENT_FIRST = (exitcodes.INVALID_CONTEXT, exitcodes.HEALTH_STOP, exitcodes.UPLOAD_FAILED)
+PERMANENT_FIRST = (
+    exitcodes.INVALID_CONTEXT,
+    exitcodes.COMMAND_NOT_FOUND,
+    exitcodes.COMMAND_NOT_EXECUTABLE,
+    exitcodes.HEALTH_STOP,
+    exitcodes.UPLOAD_FAILED,
+)
 
 
 def build_command(ctx: JobContext) -> tuple[str, list[str]]:
@@ -43,11 +55,41 @@ def build_command(ctx: JobContext) -> tuple[str, list[str]]:
     return program, argv[1:]
 
 
-def launch_config(ctx: JobContext, env: NodeEnv, run_id: str) -> Any:
-    """Elastic LaunchConfig for a fixed-size gang with static rendezvous."""
+def unstartable(program: str) -> exitcodes.RuntimeExit | None:
+    """Why `program` cannot be started (missing, or not executable), else None. Checked before
+    any rank starts: the same image fails the same way on every retry, so it is permanent."""
+    path = program if os.sep in program else shutil.which(program)
+    if path is None or not os.path.exists(path):
+        where = "" if os.sep in program else " on PATH"
+        return exitcodes.RuntimeExit(
+            exitcodes.COMMAND_NOT_FOUND,
+            f"spec.command: {program!r} not found{where} in the worker image; install it in the "
+            "image, or fix spec.command (for a script: [python, path/to/train.py])",
+        )
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        return exitcodes.RuntimeExit(
+            exitcodes.COMMAND_NOT_EXECUTABLE,
+            f"spec.command: {program!r} ({path}) is not an executable file; chmod +x it, or run "
+            "it through its interpreter, for example [python, script.py] or [bash, script.sh]",
+        )
+    return None
+
+
+def log_line_prefix(env: NodeEnv) -> str:
+    """torchrun-style prefix for every line a rank prints, e.g. `[node0/rank1]: `; torch fills
+    in `${rank}` (the global rank)."""
+    return f"[node{env.node_rank}/rank${{rank}}]: "
+
+
+def launch_config(ctx: JobContext, env: NodeEnv, run_id: str, log_dir: Path | None = None) -> Any:
+    """Elastic LaunchConfig for a fixed-size gang with static rendezvous. Each rank's stdout and
+    stderr go to a file under `log_dir` and are tee'd to the launcher's own, prefixed by rank."""
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, Std
     from torch.distributed.launcher.api import LaunchConfig
 
     return LaunchConfig(
+        logs_specs=DefaultLogsSpecs(log_dir=None if log_dir is None else str(log_dir), tee=Std.ALL),
+        log_line_prefix_template=log_line_prefix(env),
         min_nodes=env.nnodes,
         max_nodes=env.nnodes,
         nproc_per_node=env.nproc_per_node,
@@ -74,21 +116,40 @@ def pick_exit_code(failures: dict[int, Any]) -> int:
     return next((c for c in ordered if c == exitcodes.USER_ERROR), (causes or ordered or [1])[0])
 
 
-def run_agent(ctx: JobContext, env: NodeEnv) -> int:
-    """Run the local gang; return the launcher's exit code."""
+def rank_log_dir() -> Path | None:
+    """Where each rank's own stdout/stderr files go: under the run directory when there is one."""
+    base = os.environ.get(ENV_RUN_DIR)
+    if not base:
+        return None
+    path = Path(base) / "rank-logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_agent(ctx: JobContext, env: NodeEnv, extra_args: list[str] | None = None) -> int:
+    """Run the local gang with `extra_args` after the command's own; return the exit code."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
     program, args = build_command(ctx)
+    args = [*args, *(extra_args or [])]
     run_id = ctx.job.uid or f"{ctx.job.namespace}-{ctx.job.name}"
     try:
-        elastic_launch(launch_config(ctx, env, run_id), program)(*args)
+        config = launch_config(ctx, env, run_id, log_dir=rank_log_dir())
+        elastic_launch(config, program)(*args)
     except ChildFailedError as exc:
         return pick_exit_code(exc.failures)
     except SignalException as exc:
         log.warning("launcher got %s: workers were told to checkpoint and stop", exc.sigval)
         return 128 + int(exc.sigval)
+    except (FileNotFoundError, PermissionError) as exc:  # lost a race with the check in main
+        raise exitcodes.RuntimeExit(
+            exitcodes.COMMAND_NOT_FOUND
+            if isinstance(exc, FileNotFoundError)
+            else exitcodes.COMMAND_NOT_EXECUTABLE,
+            f"spec.command: {program!r} cannot be started: {exc}",
+        ) from None
     except Exception as exc:  # rendezvous timeouts, lost peers: retry the gang
         log.error("launcher failed (%s: %s); exiting 75 (retryable)", type(exc).__name__, exc)
         return exitcodes.TRANSIENT
@@ -123,17 +184,25 @@ def prepare_run_dir(ctx: JobContext) -> Path:
     return run_dir
 
 
+def fail_before_start(exc: exitcodes.RuntimeExit) -> int:
+    """No rank ran: say why on stderr and in the termination message, and exit with its code."""
+    print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
+    summary = termination.rank_summary(exitcodes.reason_for(exc.code), message=exc.message)
+    write_termination_log(termination.encode(summary, exc.code))
+    return exc.code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns (and exits with) the code documented in docs/architecture.md."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher %(levelname)s %(message)s")
     try:
         ctx = load_context()
         env = NodeEnv.from_env(ctx)
-    except exitcodes.InvalidContextError as exc:
-        print(f"trainforge-launch: {exc.message}", file=sys.stderr, flush=True)
-        summary = termination.rank_summary(exitcodes.reason_for(exc.code), message=exc.message)
-        write_termination_log(termination.encode(summary, exc.code))
-        return exc.code
+        problem = unstartable(build_command(ctx)[0])
+        if problem is not None:
+            raise problem
+    except exitcodes.RuntimeExit as exc:
+        return fail_before_start(exc)
     run_dir = prepare_run_dir(ctx)
     log.info(
         "job %s/%s node %d/%d: %d local procs, layout %s, attempt %d",
@@ -145,11 +214,54 @@ def main(argv: list[str] | None = None) -> int:
         ctx.parallelism.layout,
         env.attempt,
     )
-    code = run_agent(ctx, env)
+    clear_stale(run_dir, env.global_ranks)
+    hp_env, hp_args = hp_channels(ctx, run_dir)
+    os.environ.update(hp_env)  # the ranks inherit the launcher's env
+    server = start_pod_server(ctx, env, run_dir)
+    try:
+        code = run_agent(ctx, env, hp_args)
+    except exitcodes.RuntimeExit as exc:
+        code = fail_before_start(exc)
+        stop_pod_server(server, ctx, code, lingered=False)
+        return code
     summary = read_first_summary(run_dir, env.global_ranks)
-    write_termination_log(termination.encode(summary, code))
+    write_termination_log(termination.encode(summary or sdk_summary(run_dir, code), code))
     log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
+    stop_pod_server(server, ctx, code, lingered=bool(summary))
     return code
+
+
+def start_pod_server(ctx: JobContext, env: NodeEnv, run_dir: Path) -> PodServer | None:
+    """Serve the pod's `/metrics` and `/progress` on the metrics port; the ranks' own servers
+    move to the ports after it. A busy port only turns the pod's endpoint off."""
+    if not ctx.metrics.enabled:
+        return None
+    base = env_int(ENV_METRICS_PORT, ctx.metrics.port)
+    server = PodServer(
+        ctx.job.name, ctx.job.namespace, env.node_rank, env.global_ranks, run_dir, env.attempt
+    )
+    try:
+        port = server.start(base)
+    except OSError as exc:
+        log.warning("pod metrics endpoint could not bind port %d (%s); it is off", base, exc)
+        return None
+    os.environ[ENV_METRICS_PORT] = str(port + 1) if base else "0"
+    log.info("pod /metrics and /progress on port %d", port)
+    return server
+
+
+def stop_pod_server(server: PodServer | None, ctx: JobContext, code: int, lingered: bool) -> None:
+    """Export the exit classification, serve it for metrics.lingerSeconds unless the ranks
+    already lingered with their own servers, then stop."""
+    if server is None:
+        return
+    server.set_exit(code)
+    if ctx.metrics.linger_seconds and not lingered:
+        log.info(
+            "serving final metrics for %ds (metrics.lingerSeconds)", ctx.metrics.linger_seconds
+        )
+        time.sleep(ctx.metrics.linger_seconds)
+    server.stop()
 
 
 def cli() -> None:

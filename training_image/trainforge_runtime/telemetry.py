@@ -7,14 +7,17 @@ on every channel; the HTTP server's life (start, linger, stop) is here too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from trainforge_api.context import JobContext
-from trainforge_runtime.config import ENV_METRICS_PORT, env_int
+from trainforge_runtime.config import ENV_METRICS_PORT, ENV_RUN_DIR, env_int
 from trainforge_runtime.metrics import MetricsServer, WorkerMetrics
+from trainforge_runtime.podserver import publish_worker_port
 from trainforge_runtime.progress import ProgressTracker
 from trainforge_runtime.steps import StepTiming
 from trainforge_runtime.tracking import MlflowTracker, start_tracker
@@ -44,13 +47,20 @@ class Telemetry:
         return self._server.port if self._server else None
 
     def serve(self, local_rank: int) -> None:
-        """Start `/metrics` on `metrics.port + local_rank`; a busy port only turns metrics off."""
+        """Start `/metrics` on `$TRAINFORGE_METRICS_PORT + local_rank` (the launcher sets it to
+        the port after its own) and tell the launcher, which merges every local rank's series
+        into the pod's one `/metrics`; a busy port only turns metrics off."""
         base = env_int(ENV_METRICS_PORT, self.job.metrics.port)
         port = base + local_rank if base else 0
         try:
             self._server = MetricsServer(self.metrics, port, self.progress).start()
         except OSError as exc:
             log.warning("metrics server could not bind port %d (%s); metrics are off", port, exc)
+            return
+        run_dir = os.environ.get(ENV_RUN_DIR)
+        if run_dir:
+            with contextlib.suppress(OSError):
+                publish_worker_port(Path(run_dir), self.rank, self._server.port)
 
     def start_tracking(self) -> None:
         self.tracker = start_tracker(self.job, self.rank)

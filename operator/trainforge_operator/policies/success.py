@@ -25,6 +25,7 @@ Obj = dict[str, Any]
 def succeed(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:
     """Every worker of the attempt exited 0: Succeeded, with rank 0's results."""
     absorb_summary(p, current)
+    mark_finished(p)
     message = f"all {len(current)} workers completed with exit code 0"
     p.set_phase("Succeeded", message)
     p.status.completion_time = iso(p.now)
@@ -33,6 +34,21 @@ def succeed(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:
     ttl.cleanup(p, spec.run_policy.clean_pod_policy)
     p.event("Normal", "Succeeded", message)
     ttl.schedule_deletion(p)
+
+
+def mark_finished(p: Pass) -> None:
+    """A succeeded job is 100% done; one that stopped before totalSteps (early stopping) says
+    so in the phase, instead of reading `percent: 40` forever."""
+    progress = p.status.progress
+    if progress is None or progress.step is None:
+        return
+    total = progress.total_steps
+    if total and progress.step < total:
+        progress.phase = f"early-stopped at step {progress.step} of {total}"
+    else:
+        progress.phase = "done"
+    if total:
+        progress.percent = 100.0
 
 
 def termination_summary(pod: Obj) -> Obj | None:

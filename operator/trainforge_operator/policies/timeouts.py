@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainforge_api.progress import UNREPORTED_PHASE
 from trainforge_api.trainingjob import TrainingJobSpec
 from trainforge_operator import pods
 from trainforge_operator.names import CONTAINER, worker_name
@@ -82,6 +83,9 @@ def check_stall(p: Pass, spec: TrainingJobSpec) -> None:
             p.condition("Stalled", False, "Progressing", "the step advances again")
         p.requeue(timeout - idle + PAST_LIMIT_S)
         return
+    if progress is not None and progress.phase == UNREPORTED_PHASE:
+        _warn_unreported(p, timeout)
+        return
     step = progress.step if progress else None
     at = f"step {step}" if step is not None else "no step reported"
     message = (
@@ -90,6 +94,20 @@ def check_stall(p: Pass, spec: TrainingJobSpec) -> None:
     p.condition("Stalled", True, "ProgressTimeout", message)
     p.event("Warning", "Stalled", message)
     _on_stall(p, spec, message)
+
+
+def _warn_unreported(p: Pass, timeout: int) -> None:
+    """The pod says nothing reports progress: a stall cannot be told from silence, so warn once
+    (condition ProgressReported=False) instead of restarting a job that may be training fine."""
+    if any(c.type == "ProgressReported" and c.status == "False" for c in p.status.conditions):
+        return
+    message = (
+        f"runPolicy.progressTimeoutSeconds={timeout} is set but the command reports no progress, "
+        "so stall detection is off: call trainforge_sdk.report(step=..., total_steps=...) each "
+        "step, or add the Hugging Face / Lightning callback (docs/byo-code.md)"
+    )
+    p.condition("ProgressReported", False, "NoProgressSource", message)
+    p.event("Warning", "NoProgressSource", message)
 
 
 def _on_stall(p: Pass, spec: TrainingJobSpec, message: str) -> None:

@@ -15,3 +15,4 @@ dist.all_reduce(t)
 out = Path(os.environ["TRAINFORGE_RUN_DIR"]) / f"plain-{rank}.txt"
 out.write_text(f"{rank} {world} {os.environ['LOCAL_RANK']} {t.item()}")
 dist.destroy_process_group()
+print(f"hello from rank {rank} of {world}", flush=True)

@@ -25,6 +25,9 @@ SUMMARY = json.dumps(
     }
 )
 
+# The kind demo's digits job stopped early at step 228 of 570 and its status read percent 40.
+EARLY = json.dumps({"exitReason": "Succeeded", "step": 228, "totalSteps": 570, "metrics": {}})
+
 
 def done(index: int, message: str = "") -> dict[str, object]:
     return make_pod(index, "Succeeded", exit_code=0, message=message)
@@ -44,6 +47,11 @@ CASES = [
                      # the final word, though never polled while running
                      "progress": {"step": 120, "totalSteps": 120, "percent": 100.0,
                                   "resumedFromStep": 50}})),
+    row("stopped early: 100% and the phase says where it stopped, not percent 40",
+        Seen(TWO, RUNNING, [done(0, EARLY), done(1)]),
+        Want(phase="Succeeded", status={"progress": {
+            "step": 228, "totalSteps": 570, "percent": 100.0,
+            "phase": "early-stopped at step 228 of 570"}})),
     row("the final step replaces a stale ETA",
         Seen(TWO, {**RUNNING, "progress": {"step": 90, "etaSeconds": 30, "eta": "30s"}},
              [done(0, SUMMARY), done(1)]),

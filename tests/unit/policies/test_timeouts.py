@@ -20,6 +20,9 @@ IMAGE_PULL = make_pod(0, "Pending", containerStatuses=[{"name": "worker", "state
     "waiting": {"reason": "ImagePullBackOff", "message": "pull access denied"}}}])  # fmt: skip
 RUNNING_SINCE_T0 = {"phase": "Running", "startTime": at(0), "runningTime": at(0)}
 AT_STEP_5 = {**RUNNING_SINCE_T0, "progress": {"step": 5, "lastAdvanceTime": at(0)}}
+UNREPORTED = {"step": None, "phase": "unreported"}
+SILENT = {**RUNNING_SINCE_T0, "progress": {**UNREPORTED, "lastAdvanceTime": at(0)}}
+WARNED = {**SILENT, "conditions": [{"type": "ProgressReported", "status": "False"}]}
 STALLED = {**AT_STEP_5, "conditions": [{"type": "Stalled", "status": "True"}]}
 
 CASES = [
@@ -66,6 +69,14 @@ CASES = [
     row("the step advances again: no longer Stalled",
         Seen(STALL_60, STALLED, [make_pod(0)], at=70, progress={"step": 6}),
         Want(phase="Running", conditions={"Stalled": "False"}, events=[])),
+    # a plain script with no trainforge_sdk: the launcher says nothing reports progress
+    row("nothing reports progress past the timeout: a warning condition, not a restart",
+        Seen(STALL_60, SILENT, [make_pod(0)], at=61, progress=UNREPORTED),
+        Want(phase="Running", events=["NoProgressSource"],
+             conditions={"Stalled": None, "ProgressReported": "False"})),
+    row("the warning is given once",
+        Seen(STALL_60, WARNED, [make_pod(0)], at=200, progress=UNREPORTED),
+        Want(phase="Running", events=[], conditions={"Stalled": None})),
 ]  # fmt: skip
 
 
