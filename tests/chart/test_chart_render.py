@@ -152,8 +152,19 @@ def grants(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
 
 
 EXPECTED_NAMESPACED = {
-    ("trainforge.io", "trainingjobs"): {"get", "list", "watch", "patch", "update", "delete"},
+    # create: a TrainingSchedule's runs
+    ("trainforge.io", "trainingjobs"): {
+        "get",
+        "list",
+        "watch",
+        "patch",
+        "update",
+        "delete",
+        "create",
+    },
     ("trainforge.io", "trainingjobs/status"): {"get", "patch", "update"},
+    ("trainforge.io", "trainingschedules"): {"get", "list", "watch"},
+    ("trainforge.io", "trainingschedules/status"): {"get", "patch", "update"},
     ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "delete", "patch"},
@@ -295,9 +306,11 @@ def test_crd_ships_through_exactly_one_route() -> None:
     """Helm's crds/ dir and the templated files/crds/ must never both carry the CRD."""
     native, templated = crd_sources()
     assert bool(native) != bool(templated), (native, templated)
-    generated = REPO / "crds" / "trainingjobs.trainforge.io.yaml"
-    (copy,) = native or templated
-    assert copy.read_text() == generated.read_text(), "chart CRD copy drifted: run make crds"
+    copies = native or templated
+    assert sorted(c.name for c in copies) == sorted(g.name for g in (REPO / "crds").glob("*.yaml"))
+    for copy in copies:
+        generated = REPO / "crds" / copy.name
+        assert copy.read_text() == generated.read_text(), "chart CRD copy drifted: run make crds"
 
 
 def test_crds_enabled_toggles_the_templated_crd(helm: str, tmp_path: Path) -> None:
@@ -305,9 +318,13 @@ def test_crds_enabled_toggles_the_templated_crd(helm: str, tmp_path: Path) -> No
     chart = copy_chart(tmp_path)
     shutil.rmtree(chart / "crds", ignore_errors=True)
     (chart / "files" / "crds").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "crds" / "trainingjobs.trainforge.io.yaml", chart / "files" / "crds")
-    crd = one(render(helm, chart=chart), "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == "trainingjobs.trainforge.io"
+    for generated in (REPO / "crds").glob("*.yaml"):
+        shutil.copy(generated, chart / "files" / "crds")
+    crds = of_kind(render(helm, chart=chart), "CustomResourceDefinition")
+    by_name = {c["metadata"]["name"]: c for c in crds}
+    assert set(by_name) == {"trainingjobs.trainforge.io", "trainingschedules.trainforge.io"}
+    assert by_name["trainingschedules.trainforge.io"]["spec"]["names"]["shortNames"] == ["tsc"]
+    crd = by_name["trainingjobs.trainforge.io"]
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     assert crd["spec"]["names"]["shortNames"] == ["tj"]
