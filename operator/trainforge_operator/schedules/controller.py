@@ -7,8 +7,8 @@ means: delete runs (Replace, history), create the due run (a deterministic name,
 is success), write the champion pointer, then the status (only when changed, at the observed
 resourceVersion), then the Events.
 
-`speed` runs the schedule clock faster than real time (tests only: a 30x clock makes an
-every-minute schedule fire every two seconds); sleeps are divided by it.
+`clock` is the schedule's clock and `speed` how much faster than real time it runs (tests only:
+a 30x clock makes an every-minute schedule fire every two seconds); sleeps are divided by it.
 """
 
 from __future__ import annotations
@@ -74,16 +74,12 @@ class ScheduleController:
     ) -> None:
         self.kube = api
         self.api = ScheduleApi(api)
-        self._real = clock
-        self._anchor = clock()
+        self.now = clock
         self.speed = speed
         self.loops: dict[Key, _Loop] = {}
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="schedules")
         self.events = EventPoster(functools.partial(self._call, api.post_event), self.now, 2)
         metrics.register_collector()
-
-    def now(self) -> dt.datetime:
-        return self._anchor + (self._real() - self._anchor) * self.speed
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
