@@ -15,6 +15,7 @@ from trainforge_operator.schedules.decision import (
     wants_data,
 )
 from trainforge_operator.schedules.runs import (
+    CHAMPION_ENV,
     DATA_FINGERPRINT,
     WARM_START_ENV,
     Run,
@@ -284,6 +285,7 @@ def test_warm_start_passes_the_champion() -> None:
     )
     (job,) = pass_(body).create
     assert {"name": WARM_START_ENV, "value": "s3://models/ml/nightly-1"} in job["spec"]["env"]
+    assert {"name": CHAMPION_ENV, "value": '{"test_accuracy": 0.9}'} in job["spec"]["env"]
 
 
 @pytest.mark.parametrize(

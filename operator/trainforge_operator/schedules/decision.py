@@ -367,7 +367,11 @@ class _Pass:
                 )
             )
         fingerprint = self.status.data_fingerprint
-        job = build_run(self.obs.body, self.spec, when, trigger, fingerprint, self._warm_start())
+        champion = self.status.champion
+        scores = None if champion is None else {self.spec.promotion.metric: champion.metric}
+        job = build_run(
+            self.obs.body, self.spec, when, trigger, fingerprint, self._warm_start(), scores
+        )
         self.plan.create.append(job)
         self.plan.events.append(Event("Normal", "RunCreated", f"created run {name} ({why})"))
         self.records[name] = RunRecord(

@@ -11,6 +11,7 @@ the state is rebuilt from the children.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ SCHEDULED_TIME = "trainforge.io/scheduled-time"
 TRIGGER = "trainforge.io/trigger"
 DATA_FINGERPRINT = "trainforge.io/data-fingerprint"
 WARM_START_ENV = "TRAINFORGE_WARM_START_URI"
+# The champion's score, drawn beside the run's own and its baseline in the run's report.
+CHAMPION_ENV = "TRAINFORGE_CHAMPION_METRICS"
 
 
 def run_name(schedule: str, scheduled: dt.datetime) -> str:
@@ -91,15 +94,21 @@ def build_run(
     trigger: Trigger,
     fingerprint: str | None,
     warm_start_uri: str | None,
+    champion_metrics: dict[str, float] | None = None,
 ) -> Obj:
     """The TrainingJob of one run, owned by the schedule (deleted with it)."""
     meta = schedule["metadata"]
     name = run_name(meta["name"], scheduled)
     job_spec = spec.job_template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    extra = {}
     if warm_start_uri is not None:
+        extra[WARM_START_ENV] = warm_start_uri
+    if champion_metrics:
+        extra[CHAMPION_ENV] = json.dumps(champion_metrics, sort_keys=True)
+    if extra:
         job_spec["env"] = [
-            *(e for e in job_spec.get("env", []) if e.get("name") != WARM_START_ENV),
-            {"name": WARM_START_ENV, "value": warm_start_uri},
+            *(e for e in job_spec.get("env", []) if e.get("name") not in extra),
+            *({"name": k, "value": v} for k, v in extra.items()),
         ]
     annotations = {SCHEDULED_TIME: iso(scheduled), TRIGGER: trigger}
     if fingerprint is not None:
