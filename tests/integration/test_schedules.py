@@ -278,3 +278,11 @@ def test_unknown_zone_is_an_invalid_spec_condition(
     assert cond["status"] == "True"
     assert "unknown time zone 'Mars/Olympus_Mons'" in cond["message"]
     assert c.runs("zone") == []
+
+
+def test_the_example_passes_the_api_server(
+    control_plane: ControlPlane, namespace: str, trainforge_crd: None
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "digits-schedule.yaml"
+    result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example))
+    assert result.returncode == 0, result.stderr

@@ -93,3 +93,20 @@ def test_job_template_is_the_trainingjob_spec() -> None:
 
     field = TrainingScheduleSpec.model_fields["job_template"]
     assert field.annotation is TrainingJobSpec
+
+
+def test_the_example_schedule_is_valid_everywhere() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from trainforge_operator.schedules.decision import spec_problems
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "digits-schedule.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["metadata"]["namespace"] = "ml"
+    parsed, problems = spec_problems(body)
+    assert problems == []
+    assert parsed is not None
+    for rule in schedule_rules.ALL_RULES:
+        assert cel_holds(rule, body["metadata"]["name"], parsed), rule.cel
