@@ -295,6 +295,15 @@ def test_warm_start_passes_the_champion() -> None:
         ({"timeZone": "Mars/Base"}, "unknown time zone 'Mars/Base'"),
         ({"failedRunsHistoryLimit": -1}, "spec.failedRunsHistoryLimit must not be negative"),
         ({"concurrencyPolicy": "Sometimes"}, "spec.concurrencyPolicy"),
+        (
+            {
+                "jobTemplate": {
+                    "command": ["x"],
+                    "parallelism": {"layout": "fsdp", "tensorParallel": 2},
+                }
+            },
+            "spec.jobTemplate: spec.parallelism: layout fsdp shards the model",
+        ),
     ],
 )
 def test_invalid_spec_is_a_condition_and_creates_nothing(

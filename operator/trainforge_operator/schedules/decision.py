@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from trainforge_api.rules import spec_problems as job_problems
 from trainforge_api.schedule_rules import schedule_problems
 from trainforge_api.trainingschedule import (
     Champion,
@@ -86,6 +87,7 @@ def spec_problems(body: Obj) -> tuple[TrainingScheduleSpec | None, list[str]]:
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         ]
     problems = schedule_problems(spec, body["metadata"].get("name"))
+    problems += [f"spec.jobTemplate: {p}" for p in job_problems(spec.job_template)]
     if spec.schedule is not None and not problems:
         problems += [p for p in [cron.cron_problem(spec.schedule)] if p]
     problems += [p for p in [cron.zone_problem(spec.time_zone)] if p]
