@@ -276,6 +276,7 @@ def test_prometheus_rule_is_the_rules_file(helm: str) -> None:
         "TrainforgeHealthFindingFired",
         "TrainforgeLowGPUUtilization",
         "TrainforgeOperatorDown",
+        "TrainforgeRetrainingStale",
     }
 
 
