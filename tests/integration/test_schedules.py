@@ -286,3 +286,23 @@ def test_the_example_passes_the_api_server(
     example = Path(__file__).resolve().parents[2] / "examples" / "digits-schedule.yaml"
     result = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example))
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unwritable_pointer_holds_the_promotion_back(
+    control_plane: ControlPlane, namespace: str, kube_client: Any, fast_operator: OperatorHandle
+) -> None:
+    c = Schedules(kube_client, namespace)
+    manifest = schedule(
+        "nopointer",
+        finishing(0.9, 0.1),
+        newData={"by": "mtime", "minIntervalSeconds": 30},
+        jobTemplate={
+            "data": {"uri": "file:///etc/hostname"},
+            "artifacts": {"uri": "file:///proc/x"},
+        },
+    )
+    assert c.apply(control_plane, manifest).returncode == 0
+    failed = c.wait_event("nopointer", "PointerWriteFailed")
+    assert "cannot write the champion pointer file:///proc/x/" in failed[0][1]
+    assert "champion" not in c.sched_status("nopointer")
+    assert not [e for e in c.schedule_events("nopointer") if e[0] == "ModelPromoted"]

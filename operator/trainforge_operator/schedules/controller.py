@@ -196,7 +196,14 @@ class ScheduleController:
                 self._rejected(plan, job["metadata"]["name"], str(err))
         if plan.pointer is not None:
             p = plan.pointer
-            await self._call(write_pointer, p.uri, p.content, p.endpoint)
+            try:
+                await self._call(write_pointer, p.uri, p.content, p.endpoint)
+            except Exception as err:  # the status must not name a champion the pointer does not
+                reason = f"cannot write the champion pointer {p.uri}: {err}; retrying"
+                self.events.send(
+                    key_of(meta), body, [Event("Warning", "PointerWriteFailed", reason)]
+                )
+                raise
             log.info("wrote champion pointer %s -> %s", p.uri, p.content.get("run"))
         status = plan.status.model_dump(by_alias=True, exclude_none=True, mode="json")
         if status != (body.get("status") or {}):
