@@ -18,6 +18,7 @@ sys.path[:0] = [str(ROOT / "api"), str(ROOT / "operator"), str(ROOT / "training_
 
 from trainforge_operator.crd import build_crd, render_yaml, update_reference  # noqa: E402
 from trainforge_operator.sweepcrd import build_sweep_crd  # noqa: E402
+from trainforge_operator.schedule_crd import build_schedule_crd  # noqa: E402
 
 OUTPUTS = [
     ROOT / "crds" / "trainingjobs.trainforge.io.yaml",
@@ -31,6 +32,11 @@ SWEEP_OUTPUTS = [
 ]
 
 REFERENCE = ROOT / "docs" / "api-reference.md"
+
+SCHEDULE_OUTPUTS = [
+    ROOT / "crds" / "trainingschedules.trainforge.io.yaml",
+    ROOT / "charts" / "trainforge" / "files" / "crds" / "trainingschedules.trainforge.io.yaml",
+]
 
 
 def _write(path: Path, text: str) -> None:
@@ -50,6 +56,9 @@ def main() -> int:
         _write(path, sweep)
     old = REFERENCE.read_text() if REFERENCE.exists() else "# TrainingJob API reference\n"
     _write(REFERENCE, update_reference(old, crd))
+    schedule_text = render_yaml(build_schedule_crd())
+    for path in SCHEDULE_OUTPUTS:
+        _write(path, schedule_text)
     return 0
 
 

@@ -13,6 +13,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from trainforge_operator import metrics as operator_metrics
 from trainforge_operator import sweepmetrics as sweep_metrics
+from trainforge_operator.schedules import metrics as schedule_metrics
 from trainforge_runtime.metrics import WorkerMetrics
 
 
@@ -32,6 +33,7 @@ def histogram_series(histograms: frozenset[str] | set[str]) -> frozenset[str]:
 
 operator_metrics.register_collector()
 sweep_metrics.register_collector()
+schedule_metrics.register_collector()
 _op_gauges, _op_counters, OPERATOR_HISTOGRAMS = _read(REGISTRY)
 OPERATOR_METRICS = _op_gauges | _op_counters  # gauges and counters
 

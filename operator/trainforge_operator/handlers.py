@@ -18,6 +18,7 @@ import kopf
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
+from trainforge_api.trainingschedule import PLURAL as SCHEDULES
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
 from trainforge_operator.kube import KubeApi, load_kube_config
@@ -25,6 +26,8 @@ from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
 from trainforge_operator.sweepcontroller import SweepController
 from trainforge_sweep.trials import LABEL_SWEEP
+from trainforge_operator.schedules.controller import ScheduleController
+from trainforge_operator.schedules.runs import LABEL_SCHEDULE
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["controller"] = Controller(config, api, make_source(config.progress_source))
     if not isinstance(memo.get("sweeps"), SweepController):
         memo["sweeps"] = SweepController(config, memo["controller"].api)
+    if not isinstance(memo.get("schedules"), ScheduleController):
+        memo["schedules"] = ScheduleController(memo["controller"].api)
     log.info("trainforge operator started (namespaces: %s)", config.namespaces or "all")
 
 
@@ -95,6 +100,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     sweeps = memo.get("sweeps")
     if isinstance(sweeps, SweepController):
         await sweeps.stop()
+    schedules = memo.get("schedules")
+    if isinstance(schedules, ScheduleController):
+        await schedules.stop()
 
 
 @kopf.on.probe(id="reconcilers")
@@ -127,6 +135,9 @@ async def worker_pod_event(
         _controller(memo).notify(namespace, labels[LABEL_JOB])
 
 
+# --- TrainingSweeps (logic in sweepcontroller.py) ------------------------------------------------
+
+
 def _sweeps(memo: Any) -> SweepController:
     sweeps = memo.get("sweeps")
     if not isinstance(sweeps, SweepController):
@@ -153,3 +164,34 @@ async def sweep_trial_event(
     """A trial changed (progress, phase, deletion): its sweep decides again."""
     if namespace is not None:
         _sweeps(memo).notify(namespace, labels[LABEL_SWEEP])
+
+
+# --- TrainingSchedules (logic in schedules/controller.py) ---------------------------------------
+
+
+def _schedules(memo: Any) -> ScheduleController:
+    schedules = memo.get("schedules")
+    if not isinstance(schedules, ScheduleController):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return schedules
+
+
+@kopf.on.event(GROUP, VERSION, SCHEDULES)
+async def trainingschedule_event(
+    event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    if namespace is None:
+        return
+    if event.get("type") == "DELETED":
+        _schedules(memo).forget(namespace, name)
+    else:
+        _schedules(memo).notify(namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, labels={LABEL_SCHEDULE: kopf.PRESENT})
+async def schedule_run_event(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A run changed (phase, results, deleted): its schedule may have a verdict to reach."""
+    if namespace is not None:
+        _schedules(memo).notify(namespace, labels[LABEL_SCHEDULE])

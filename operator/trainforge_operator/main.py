@@ -17,6 +17,7 @@ from trainforge_operator import handlers as _handlers  # noqa: F401  (registers 
 from trainforge_operator import metrics
 from trainforge_operator.config import OperatorConfig, load_config
 from trainforge_operator.controller import Controller
+from trainforge_operator.schedules.controller import ScheduleController
 
 
 def configure_logging(config: OperatorConfig) -> None:
@@ -39,11 +40,14 @@ async def run_operator(
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
     liveness: bool = True,
+    schedules: ScheduleController | None = None,
 ) -> None:
     """Run kopf with this config until stopped (tests pass their own controller and flags)."""
     memo: dict[str, Any] = {"config": config}
     if controller is not None:
         memo["controller"] = controller
+    if schedules is not None:
+        memo["schedules"] = schedules
     await kopf.operator(
         standalone=config.peering is None,
         peering_name=config.peering,

@@ -11,6 +11,7 @@ refuses the create: an API error).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 INTEGRATION = REPO / "tests" / "integration"
 CRD_FILE = REPO / "crds" / "trainingjobs.trainforge.io.yaml"
 SWEEP_CRD_FILE = REPO / "crds" / "trainingsweeps.trainforge.io.yaml"
+SCHEDULE_CRD_FILE = REPO / "crds" / "trainingschedules.trainforge.io.yaml"
 NAMESPACE = "ml-demo"
 
 
@@ -171,6 +173,33 @@ def _metrics_up(port: int) -> bool:
         return False
 
 
+def retraining(data_dir: Path) -> dict[str, Any]:
+    """A TrainingSchedule that retrains on new data in `data_dir`: its first run starts at once,
+    its kwok pods finish with a score above the baseline, and it is promoted (schedule series)."""
+    summary = {
+        "exitReason": "completed",
+        "metrics": {"test_accuracy": 0.95, "baseline_test_accuracy": 0.1},
+    }
+    annotations = {
+        "kwok.trainforge.io/exit-code": "0",
+        "kwok.trainforge.io/run-seconds": "2",
+        "kwok.trainforge.io/termination-message": json.dumps(summary),
+    }
+    return {
+        "apiVersion": "trainforge.io/v1alpha1",
+        "kind": "TrainingSchedule",
+        "metadata": {"name": "retrain", "namespace": NAMESPACE},
+        "spec": {
+            "newData": {"by": "mtime", "minIntervalSeconds": 5},
+            "jobTemplate": {
+                "command": ["python", "-m", "trainforge_runtime.trainers.digits"],
+                "data": {"uri": data_dir.as_uri()},
+                "podTemplate": {"annotations": annotations},
+            },
+        },
+    }
+
+
 SUBMIT_SPACING_S = 8.0
 # How long the whole scenario takes to submit: the training run's Prometheus window must cover it.
 SCENARIO_SECONDS = len(SCENARIO) * SUBMIT_SPACING_S
@@ -197,11 +226,18 @@ def live_operator(workdir: Path, say: Callable[[str], None] = print) -> Iterator
         cp.kubectl(
             "wait", "--for=condition=Established", "crd/trainingjobs.trainforge.io", check=True
         )
+        cp.kubectl("apply", "--server-side", "-f", str(SCHEDULE_CRD_FILE), check=True)
         cp.kubectl(
             "wait", "--for=condition=Established", "crd/trainingsweeps.trainforge.io", check=True
         )
+        cp.kubectl(
+            "wait", "--for=condition=Established", "crd/trainingschedules.trainforge.io", check=True
+        )
         cp.kubectl("create", "namespace", NAMESPACE, check=True)
         cp.apply(LIMIT_RANGE)
+        data_dir = workdir / "retrain-data"
+        data_dir.mkdir(exist_ok=True)
+        (data_dir / "part-0.csv").write_text("0,1\n")
         metrics_port = free_ports(1)
         health_port = free_ports(1)
         config_file = workdir / "config.yaml"
@@ -216,6 +252,7 @@ def live_operator(workdir: Path, say: Callable[[str], None] = print) -> Iterator
         )
         try:
             _wait("operator /metrics", lambda: _metrics_up(metrics_port), 60)
+            cp.apply(retraining(data_dir))
             # Spread the submissions so the rate panels show them arriving over time.
             submitter = threading.Thread(target=_submit, args=(cp, say), daemon=True)
             submitter.start()

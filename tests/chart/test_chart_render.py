@@ -152,7 +152,8 @@ def grants(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
 
 
 EXPECTED_NAMESPACED = {
-    # create: a TrainingSweep's trials are TrainingJobs the operator creates.
+    # create: a TrainingSweep's trials and a TrainingSchedule's runs are TrainingJobs the operator
+    # creates.
     ("trainforge.io", "trainingjobs"): {
         "get",
         "list",
@@ -165,6 +166,8 @@ EXPECTED_NAMESPACED = {
     ("trainforge.io", "trainingjobs/status"): {"get", "patch", "update"},
     ("trainforge.io", "trainingsweeps"): {"get", "list", "watch"},
     ("trainforge.io", "trainingsweeps/status"): {"get", "patch", "update"},
+    ("trainforge.io", "trainingschedules"): {"get", "list", "watch"},
+    ("trainforge.io", "trainingschedules/status"): {"get", "patch", "update"},
     ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "delete", "patch"},
@@ -276,6 +279,7 @@ def test_prometheus_rule_is_the_rules_file(helm: str) -> None:
         "TrainforgeHealthFindingFired",
         "TrainforgeLowGPUUtilization",
         "TrainforgeOperatorDown",
+        "TrainforgeRetrainingStale",
     }
 
 
@@ -319,9 +323,13 @@ def test_crds_enabled_toggles_the_templated_crd(helm: str, tmp_path: Path) -> No
     shutil.rmtree(chart / "crds", ignore_errors=True)
     shutil.rmtree(chart / "files" / "crds", ignore_errors=True)
     (chart / "files" / "crds").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "crds" / "trainingjobs.trainforge.io.yaml", chart / "files" / "crds")
-    crd = one(render(helm, chart=chart), "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == "trainingjobs.trainforge.io"
+    for generated in (REPO / "crds").glob("*.yaml"):
+        shutil.copy(generated, chart / "files" / "crds")
+    crds = of_kind(render(helm, chart=chart), "CustomResourceDefinition")
+    by_name = {c["metadata"]["name"]: c for c in crds}
+    assert set(by_name) == {"trainingjobs.trainforge.io", "trainingschedules.trainforge.io"}
+    assert by_name["trainingschedules.trainforge.io"]["spec"]["names"]["shortNames"] == ["tsc"]
+    crd = by_name["trainingjobs.trainforge.io"]
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     assert crd["spec"]["names"]["shortNames"] == ["tj"]

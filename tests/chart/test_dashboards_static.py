@@ -99,6 +99,9 @@ def test_panels_cover_the_issue() -> None:
             "trainforge_reconcile_duration_seconds_bucket",
             "trainforge_api_errors_total",
             "trainforge_pending_gpus",
+            "trainforge_schedule_seconds_since_last_success",
+            "trainforge_schedule_champion_metric",
+            "trainforge_schedule_runs_total",
         },
     }
     for name, metrics in required.items():

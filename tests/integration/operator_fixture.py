@@ -30,9 +30,11 @@ from trainforge_operator.controller import Controller
 from trainforge_operator.kube import KubeApi
 from trainforge_operator.main import run_operator
 from trainforge_operator.progress import AnnotationProgressSource
+from trainforge_operator.schedules.controller import ScheduleController, utcnow
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "trainingjobs.trainforge.io.yaml"
+SCHEDULE_CRD_FILE = REPO / "crds" / "trainingschedules.trainforge.io.yaml"
 GROUP, VERSION, PLURAL = "trainforge.io", "v1alpha1", "trainingjobs"
 T = TypeVar("T")
 
@@ -93,12 +95,19 @@ class OperatorHandle:
     _stop: threading.Event = field(default_factory=threading.Event)
     _errors: list[BaseException] = field(default_factory=list)
     controller: Controller | None = None
+    # The TrainingSchedule clock (tests/integration/test_schedules.py runs it faster).
+    schedule_clock: Callable[[], Any] = utcnow
+    schedule_speed: float = 1.0
+    schedules: ScheduleController | None = None
 
     def start(self, timeout: float = 30) -> None:
         self._stop = threading.Event()
         ready = threading.Event()
         self.controller = Controller(
             self.config, KubeApi(self.api_client), AnnotationProgressSource()
+        )
+        self.schedules = ScheduleController(
+            self.controller.api, self.schedule_clock, self.schedule_speed
         )
 
         def main() -> None:
@@ -110,6 +119,7 @@ class OperatorHandle:
                         stop_flag=self._stop,
                         ready_flag=ready,
                         liveness=False,
+                        schedules=self.schedules,
                     )
                 )
             except BaseException as err:  # surfaced by stop()
@@ -142,10 +152,10 @@ def kube_client(control_plane: ControlPlane) -> Any:
 @pytest.fixture(scope="session")
 def trainforge_crd(control_plane: ControlPlane) -> None:
     """The generated CRD, installed once and Established."""
-    control_plane.kubectl("apply", "-f", str(CRD_FILE), check=True)
+    control_plane.kubectl("apply", "-f", str(CRD_FILE), "-f", str(SCHEDULE_CRD_FILE), check=True)
     control_plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=30s",
-        "crd/trainingjobs.trainforge.io", check=True,
+        "crd/trainingjobs.trainforge.io", "crd/trainingschedules.trainforge.io", check=True,
     )  # fmt: skip
 
 

@@ -194,3 +194,13 @@ def test_split_metrics_groups_by_prefix() -> None:
         "val": {"loss": 2.0},
         "test": {"f1_macro": 0.7},
     }
+
+
+def test_split_metrics_keeps_baselines_apart() -> None:
+    got = split_metrics({"test_accuracy": 0.9, "baseline_test_accuracy": 0.1})
+    assert got == {
+        "train": {},
+        "val": {},
+        "test": {"accuracy": 0.9},
+        "baseline": {"test_accuracy": 0.1},
+    }

@@ -39,6 +39,9 @@ def test_ddp_local_mode_digits_reaches_90_percent(tmp_path: Path) -> None:
     assert term["exitReason"] == "Succeeded"
     assert term["metrics"]["test_accuracy"] >= 0.9
     assert term["metrics"]["test_f1_macro"] >= 0.9
+    # The majority-class baseline on the same test split (10 balanced classes: about 0.1).
+    assert 0.05 < term["metrics"]["baseline_test_accuracy"] < 0.2
+    assert term["metrics"]["baseline_test_loss"] > term["metrics"]["test_loss"]
     cm = json.loads((out_dir / "run" / "artifacts" / "confusion_matrix.json").read_text())
     assert len(cm) == 10
     assert sum(map(sum, cm)) > 200
@@ -73,6 +76,7 @@ def assert_model_bundle(dest: Path) -> None:
     assert meta["layout"] == "data"
     assert len(meta["datasetFingerprint"]) == 64
     assert meta["metrics"]["test"]["accuracy"] >= 0.9
+    assert meta["metrics"]["baseline"]["test_accuracy"] < 0.2
     manifest = json.loads((dest / "manifest.json").read_text())
     listed = {e["path"]: e for e in manifest["files"]}
     for name in (*BUNDLE_FILES, "metadata.json"):

@@ -54,3 +54,17 @@ def test_report_with_nothing_but_history(tmp_path: Path) -> None:
     page = render_report(tmp_path / "r.html", {"loss": []}).read_text()
     assert "No metrics recorded" in page
     assert "No health rule fired" in page
+
+
+def test_report_draws_model_against_baseline_and_champion(tmp_path: Path) -> None:
+    scores = {"test_accuracy": 0.95, "baseline_test_accuracy": 0.11, "test_f1_macro": 0.9}
+    page = render_report(
+        tmp_path / "r.html", {"loss": [1.0, 0.5]}, scores=scores, champion={"test_accuracy": 0.93}
+    ).read_text()
+    assert "<h2>Model vs baseline</h2>" in page
+    (data,) = re.findall(r'<img alt="model vs baseline" src="data:image/png;base64,([^"]+)"', page)
+    with Image.open(io.BytesIO(base64.b64decode(data))) as img:
+        assert img.format == "PNG"
+    # No baseline in the scores: no comparison section.
+    plain = render_report(tmp_path / "p.html", {"loss": [1.0]}, scores={"test_accuracy": 0.9})
+    assert "Model vs baseline" not in plain.read_text()

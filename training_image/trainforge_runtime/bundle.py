@@ -54,11 +54,14 @@ class RunFacts:
 
 
 def split_metrics(final: Mapping[str, float]) -> dict[str, dict[str, float]]:
-    """Final metrics grouped by prefix: `test_*`, `val_*`, the rest is train."""
+    """Final metrics grouped by prefix: `test_*`, `val_*`, `baseline_*` (the trainer's own
+    baseline on the same split, kept whole: `baseline.test_accuracy`), the rest is train."""
     out: dict[str, dict[str, float]] = {"train": {}, "val": {}, "test": {}}
     for key, value in final.items():
         split, _, name = key.partition("_")
-        if split in ("val", "test") and name:
+        if split == "baseline" and name:
+            out.setdefault("baseline", {})[name] = value
+        elif split in ("val", "test") and name:
             out[split][name] = value
         else:
             out["train"][key.removeprefix("train_")] = value
@@ -125,9 +128,25 @@ def write_report(
                 **{f"final {k}": round(v, 5) for k, v in final_metrics.items()},
             },
             class_names=class_names,
+            scores=final_metrics,
+            champion=champion_metrics(),
         )
     except Exception as exc:
         log.warning("training report not written: %s", exc)
+
+
+CHAMPION_ENV = "TRAINFORGE_CHAMPION_METRICS"  # set by a TrainingSchedule on its runs
+
+
+def champion_metrics() -> dict[str, float] | None:
+    """The current champion's scores ({metric: value}) a TrainingSchedule passed to this run."""
+    try:
+        raw = json.loads(os.environ.get(CHAMPION_ENV) or "null")
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    return {str(k): float(v) for k, v in raw.items() if isinstance(v, int | float)}
 
 
 def upload(artifacts_dir: Path, job: JobContext) -> ArtifactSummary | None:

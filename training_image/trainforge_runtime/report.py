@@ -97,6 +97,29 @@ def _confusion_plot(matrix: Any, class_names: Sequence[str] | None) -> str:
     return _img(_png(fig), "confusion matrix")
 
 
+def _versus_plot(scores: Mapping[str, float], champion: Mapping[str, float] | None) -> str | None:
+    """One bar group per metric that has a baseline: model, baseline and (when a schedule
+    passed it) the current champion. None when no metric has a baseline."""
+    import matplotlib.pyplot as plt
+
+    metrics = sorted(k for k in scores if f"baseline_{k}" in scores and math.isfinite(scores[k]))
+    if not metrics:
+        return None
+    rows = [("model", scores), ("baseline", {k: scores[f"baseline_{k}"] for k in metrics})]
+    if champion:
+        rows.append(("champion", champion))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        names = [n for n, values in rows if metric in values]
+        heights = [float(values[metric]) for _, values in rows if metric in values]
+        bars = ax.bar(names, heights, color=["#1f77b4", "#999999", "#2ca02c"][: len(names)])
+        ax.bar_label(bars, fmt="%.4g", fontsize=8)
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("model vs baseline" + (" vs champion" if champion else ""))
+    return _img(_png(fig), "model vs baseline")
+
+
 def _phase_plot(phases: Mapping[str, float]) -> str:
     import matplotlib.pyplot as plt
 
@@ -176,6 +199,8 @@ def render_report(
     *,
     title: str = "trainforge training report",
     class_names: Sequence[str] | None = None,
+    scores: Mapping[str, float] | None = None,
+    champion: Mapping[str, float] | None = None,
 ) -> Path:
     """Write the report to `out_path` and return the path."""
     import matplotlib
@@ -187,6 +212,9 @@ def render_report(
         sections.append("<h2>Run</h2>" + _kv_table(metadata))
     curves = _curves(history)
     sections.append("<h2>Curves</h2>" + ("".join(curves) or "<p>No metrics recorded.</p>"))
+    versus = _versus_plot(scores or {}, champion)
+    if versus is not None:
+        sections.append("<h2>Model vs baseline</h2>" + versus)
     if confusion_matrix is not None:
         sections.append(
             "<h2>Confusion matrix</h2>" + _confusion_plot(confusion_matrix, class_names)

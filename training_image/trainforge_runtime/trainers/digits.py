@@ -20,6 +20,7 @@ from torch.nn import functional as F  # noqa: N812
 import trainforge_runtime
 from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.artifacts import dataset_fingerprint
+from trainforge_runtime.baseline import majority_class
 from trainforge_runtime.session import RuntimeContext
 
 
@@ -139,6 +140,7 @@ def train(ctx: RuntimeContext) -> Result:
     if best_state is not None:
         model.load_state_dict(best_state)
     final, cm = test_report(model, test_set, ctx, best)
+    final.update(majority_class(train_set.y.numpy(), test_set.y.numpy()))
     splits = (train_set, val_set, test_set)
     fingerprint = dataset_fingerprint(*(t for s in splits for t in (s.x, s.y)))
     return Result(final, cm, model, config, fingerprint)

@@ -21,6 +21,7 @@ from torch.nn import functional as F  # noqa: N812
 import trainforge_runtime
 from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.artifacts import dataset_fingerprint
+from trainforge_runtime.baseline import unigram
 from trainforge_runtime.models.gpt import GPT, GPTConfig
 from trainforge_runtime.session import RuntimeContext
 
@@ -141,6 +142,7 @@ def train(ctx: RuntimeContext) -> Result:
             ctx.set_phase("training")
         ctx.step_end(step, samples=x.size(0), tokens=x.numel(), **metrics)
     final = {"loss": losses[-1] if losses else math.nan, "val_loss": evaluate(model, data, ctx)}
+    final.update(unigram(data.train.numpy(), data.val.numpy(), len(data.vocab)))
     if ctx.is_main:
         (ctx.artifacts_dir / "losses.json").write_text(json.dumps(losses))
     return Result(
