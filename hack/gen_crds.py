@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "api"), str(ROOT / "operator"), str(ROOT / "training_image")]
 
 from trainforge_operator.crd import build_crd, render_yaml, update_reference  # noqa: E402
-from trainforge_operator.sweepcrd import build_sweep_crd  # noqa: E402
 from trainforge_operator.schedule_crd import build_schedule_crd  # noqa: E402
+from trainforge_operator.sweepcrd import build_sweep_crd  # noqa: E402
 
 OUTPUTS = [
     ROOT / "crds" / "trainingjobs.trainforge.io.yaml",

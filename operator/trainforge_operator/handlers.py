@@ -17,17 +17,17 @@ import kopf
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
-from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
 from trainforge_api.trainingschedule import PLURAL as SCHEDULES
+from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
 from trainforge_operator.kube import KubeApi, load_kube_config
 from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
-from trainforge_operator.sweepcontroller import SweepController
-from trainforge_sweep.trials import LABEL_SWEEP
 from trainforge_operator.schedules.controller import ScheduleController
 from trainforge_operator.schedules.runs import LABEL_SCHEDULE
+from trainforge_operator.sweepcontroller import SweepController
+from trainforge_sweep.trials import LABEL_SWEEP
 
 log = logging.getLogger(__name__)
 
