@@ -17,7 +17,7 @@ import yaml
 
 from trainforge_api.context import parse_spec
 from trainforge_runtime import cli
-from trainforge_runtime.convert import ConversionError, convert
+from trainforge_runtime.convert import ConversionError, Unwrapped, convert, unwrap_torchrun
 
 from .golden import assert_golden
 
@@ -62,12 +62,58 @@ def test_a_fully_mappable_job_warns_only_that_trainforge_starts_the_processes() 
     assert warnings[0].startswith("spec.nprocPerNode: 2 processes per pod with a command that")
 
 
-def test_a_torchrun_command_is_pointed_at_the_docs() -> None:
+def test_a_torchrun_command_becomes_the_plain_script() -> None:
     job, warnings = convert(load("torchrun-gpu"))
     assert job["spec"]["parallelism"] == {"nodes": 2}  # procsPerNode defaults to the 4 GPUs
+    assert job["spec"]["command"] == ["python", "/workspace/finetune.py"]
+    assert job["spec"]["args"] == ["--bf16"]
     assert [w.split(":")[0] for w in warnings] == [
         "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].command"
     ]
+    assert "torchrun replaced by python /workspace/finetune.py" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "args", "nproc", "dropped"),
+    [
+        (["torchrun", "t.py", "--bf16"], ["python", "t.py"], ["--bf16"], None, []),
+        (
+            ["torchrun", "--nnodes=2", "--nproc-per-node", "4", "--standalone", "t.py", "-x"],
+            ["python", "t.py"],
+            ["-x"],
+            "4",
+            ["--nnodes=2", "--nproc-per-node 4", "--standalone"],
+        ),
+        (
+            ["python", "-m", "torch.distributed.run", "--nproc_per_node=8", "-m", "pkg.train"],
+            ["python", "-m", "pkg.train"],
+            [],
+            "8",
+            ["--nproc_per_node=8", "-m"],
+        ),
+        (
+            ["/usr/bin/torchrun", "--no-python", "--rdzv_endpoint", "h:1", "./run.sh", "a"],
+            ["./run.sh"],
+            ["a"],
+            None,
+            ["--no-python", "--rdzv_endpoint h:1"],
+        ),
+    ],
+)
+def test_torchrun_is_taken_apart(
+    argv: list[str], command: list[str], args: list[str], nproc: str | None, dropped: list[str]
+) -> None:
+    assert unwrap_torchrun(argv) == Unwrapped(command, args, nproc, dropped)
+
+
+def test_torchrun_nproc_becomes_procs_per_node() -> None:
+    job = load("torchrun-gpu")
+    for role in ("Master", "Worker"):
+        container = job["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]["containers"][0]
+        container["command"] = ["torchrun", "--nproc-per-node=2", "/workspace/finetune.py"]
+    del job["spec"]["nprocPerNode"]
+    converted, _ = convert(job)
+    assert converted["spec"]["parallelism"] == {"nodes": 2, "procsPerNode": 2}
 
 
 def test_every_unmappable_field_is_named() -> None:

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trainforge_api import trainingschedule, trainingsweep
 from trainforge_api.context import parse_spec
+from trainforge_api.schedule_rules import schedule_problems
+from trainforge_api.sweeprules import sweep_problems
 
 from .golden import REPO
 
@@ -18,10 +21,17 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_is_a_valid_training_job(path: Path) -> None:
-    job = yaml.safe_load(path.read_text())
-    assert job["kind"] == "TrainingJob"
-    parse_spec(job)
+def test_every_example_is_valid_for_its_kind(path: Path) -> None:
+    """TrainingJobs parse; sweeps and schedules pass their own rules (and so their templates)."""
+    obj = yaml.safe_load(path.read_text())
+    if obj["kind"] == trainingsweep.KIND:
+        assert sweep_problems(trainingsweep.TrainingSweepSpec.model_validate(obj["spec"])) == []
+    elif obj["kind"] == trainingschedule.KIND:
+        spec = trainingschedule.TrainingScheduleSpec.model_validate(obj["spec"])
+        assert schedule_problems(spec, obj["metadata"]["name"]) == []
+    else:
+        assert obj["kind"] == "TrainingJob"
+        parse_spec(obj)
 
 
 def test_the_plain_example_needs_nothing_but_the_operator() -> None:

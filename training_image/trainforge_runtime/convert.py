@@ -60,6 +60,7 @@ class _Conversion:
     spec: Obj = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    torchrun: Unwrapped | None = None  # the training container's torchrun, taken apart
 
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{path}: {message}")
@@ -208,10 +209,17 @@ def _container(container: Obj, path: str, conv: _Conversion) -> str | None:
     for src, dst in simple.items():
         if container.get(src):
             conv.spec[dst] = copy.deepcopy(container[src])
-    if starts_torchrun(container.get("command") or []):
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if starts_torchrun(argv):
+        conv.torchrun = unwrap_torchrun(argv)
+        conv.spec["command"], conv.spec["args"] = conv.torchrun.command, conv.torchrun.args
+        if not conv.spec["args"]:
+            del conv.spec["args"]
+        dropped = " ".join(conv.torchrun.dropped) or "none"
         conv.warn(
             f"{path}.command",
-            "starts torchrun; docs/byo-code.md says how trainforge runs a torchrun command",
+            f"torchrun replaced by {' '.join(conv.torchrun.command)}: trainforge is the launcher "
+            f"and sets the rendezvous itself (docs/byo-code.md); torchrun flags dropped: {dropped}",
         )
     if container.get("env"):
         conv.spec["env"] = copy.deepcopy(container["env"])
@@ -299,6 +307,8 @@ def _nproc(spec: Obj, conv: _Conversion) -> None:
         value, path = (legacy, "spec.elasticPolicy.nProcPerNode") if legacy else ("auto", path)
     gpus = int((conv.spec.get("resources") or {}).get("gpus", 0))
     text = str(value)
+    if conv.torchrun is not None and conv.torchrun.nproc and "nprocPerNode" not in spec:
+        text = conv.torchrun.nproc  # torchrun's --nproc-per-node, when the job set no other
     if text.isdigit():
         conv.spec["parallelism"]["procsPerNode"] = int(text)
     elif text == "gpu" and gpus == 0:
@@ -318,12 +328,105 @@ def _nproc(spec: Obj, conv: _Conversion) -> None:
     elif text not in ("auto", "gpu"):
         conv.warn(path, f"unknown value {text!r}; trainforge runs its default")
     procs = int(conv.spec["parallelism"].get("procsPerNode") or gpus or 1)
-    if procs > 1 and not starts_torchrun(conv.spec.get("command") or []):
+    if procs > 1 and conv.torchrun is None:
         conv.warn(
             path,
             f"{procs} processes per pod with a command that does not start torchrun: trainforge "
             "starts them itself, each with its own RANK, LOCAL_RANK and WORLD_SIZE",
         )
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """A torchrun command line taken apart: what to run instead, and what was dropped."""
+
+    command: list[str]
+    args: list[str]
+    nproc: str | None
+    dropped: list[str]
+
+
+# torchrun's own options that take a value (both spellings); every other option is a switch.
+TORCHRUN_VALUE_FLAGS = frozenset(
+    f"--{name}{sep}"
+    for sep in ("", "=")
+    for name in (
+        "nnodes",
+        "nproc_per_node",
+        "nproc-per-node",
+        "rdzv_backend",
+        "rdzv-backend",
+        "rdzv_endpoint",
+        "rdzv-endpoint",
+        "rdzv_id",
+        "rdzv-id",
+        "rdzv_conf",
+        "rdzv-conf",
+        "max_restarts",
+        "max-restarts",
+        "monitor_interval",
+        "monitor-interval",
+        "start_method",
+        "start-method",
+        "role",
+        "node_rank",
+        "node-rank",
+        "master_addr",
+        "master-addr",
+        "master_port",
+        "master-port",
+        "local_addr",
+        "local-addr",
+        "log_dir",
+        "log-dir",
+        "redirects",
+        "tee",
+        "local_ranks_filter",
+        "local-ranks-filter",
+        "logs_specs",
+        "logs-specs",
+        "event_log_handler",
+        "event-log-handler",
+        "signals_to_handle",
+        "signals-to-handle",
+    )
+) | {"-r", "-t"}
+
+
+def unwrap_torchrun(argv: list[str]) -> Unwrapped:
+    """`torchrun [opts] script.py [args]` (or `python -m torch.distributed.run ...`) as the
+    plain command trainforge launches once per process: `python script.py [args]`, keeping the
+    script's own arguments and torchrun's --nproc-per-node (it maps to procsPerNode)."""
+    rest = list(argv)
+    while (
+        rest
+        and not rest[0].endswith("torchrun")
+        and rest[0] not in ("torch.distributed.run", "torch.distributed.launch")
+    ):
+        rest.pop(0)  # python, -u, -m before the module name
+    rest = rest[1:]
+    dropped: list[str] = []
+    nproc: str | None = None
+    module = no_python = False
+    while rest and rest[0].startswith("-"):
+        flag = rest.pop(0)
+        name, eq, value = flag.partition("=")
+        if not eq and (f"{name}" in TORCHRUN_VALUE_FLAGS) and rest:
+            value = rest.pop(0)
+            flag = f"{flag} {value}"
+        if name in ("--nproc_per_node", "--nproc-per-node"):
+            nproc = value
+        module = module or name in ("-m", "--module")
+        no_python = no_python or name in ("--no_python", "--no-python")
+        dropped.append(flag)
+    script, args = (rest[0], rest[1:]) if rest else ("train.py", [])
+    if no_python:
+        command = [script]
+    elif module:
+        command = ["python", "-m", script]
+    else:
+        command = ["python", script]
+    return Unwrapped(command, args, nproc, dropped)
 
 
 def starts_torchrun(command: list[str]) -> bool:
