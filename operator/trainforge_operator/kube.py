@@ -304,7 +304,7 @@ class PodInformer:
     A pass used to LIST its job's pods from the API server (about 1.5 uncached LISTs per job in
     a burst) and every pod event went through kopf's per-event machinery only to wake the job.
     Here one thread per namespace lists the worker pods once, then follows their watch (raw JSON
-    lines, managedFields dropped to save memory) and calls `on_change(namespace, job)` for every
+    lines, kept slim: see `_slim`) and calls `on_change(namespace, job)` for every
     event. `pods()` answers from memory once the first list of that namespace is in; until then
     (or after `stop()`) it returns None and the caller lists. Like any informer it can lag the
     API server by a watch event; passes are level-triggered, so the event that ends the lag
@@ -449,6 +449,13 @@ def _pod_key(pod: Obj) -> tuple[str, str, str] | None:
 
 
 def _slim(pod: Obj) -> Obj:
-    """The pod without managedFields (often half its size; nothing here reads them)."""
-    (pod.get("metadata") or {}).pop("managedFields", None)
-    return pod
+    """What the passes read of a pod: metadata without managedFields, status, and of the spec
+    only nodeName (pods.py). The container specs (env, volumes, probes) are most of a worker
+    pod and the informer holds every pod, so they are dropped: a policy that needs more of the
+    spec must add it here (test_pod_informer.py)."""
+    meta = pod.get("metadata") or {}
+    meta.pop("managedFields", None)
+    node = (pod.get("spec") or {}).get("nodeName")
+    slim: Obj = {"metadata": meta, "status": pod.get("status") or {}}
+    slim["spec"] = {"nodeName": node} if node else {}
+    return slim

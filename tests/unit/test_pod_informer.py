@@ -13,7 +13,8 @@ from trainforge_operator.kube import KubeApi, PodInformer
 def pod(name: str, job: str, uid: str = "u1", ns: str = "ml", phase: str = "Pending") -> Any:
     labels = {"trainforge.io/job-name": job, "trainforge.io/job-uid": uid}
     meta = {"name": name, "namespace": ns, "labels": labels, "managedFields": [{"big": 1}]}
-    return {"metadata": meta, "status": {"phase": phase}}
+    spec = {"nodeName": "gpu-3", "containers": [{"name": "worker", "env": [{"name": "X"}]}]}
+    return {"metadata": meta, "spec": spec, "status": {"phase": phase}}
 
 
 class Listing:
@@ -58,6 +59,8 @@ def test_the_list_asks_the_apiserver_for_worker_pods_only_and_wakes_their_jobs()
     assert names(found) == ["a-worker-0"]
     assert found is not None
     assert "managedFields" not in found[0]["metadata"]
+    assert found[0]["spec"] == {"nodeName": "gpu-3"}  # what pods.py reads; containers dropped
+    assert found[0]["status"] == {"phase": "Pending"}
 
 
 def test_a_deleted_namesakes_pods_are_not_this_jobs() -> None:
