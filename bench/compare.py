@@ -24,6 +24,7 @@ tuned. Writes bench/results/compare.json. Kubeflow is built by ``hack/build-kube
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
 import json
 import os
@@ -276,8 +277,6 @@ def create_burst(
     custom: k8s.CustomObjectsApi, obs: cpb.Observations, who: Contender, jobs: int
 ) -> None:
     """All jobs at once from 16 threads, each create timed (as control_plane.create_jobs)."""
-    import concurrent.futures
-
     group, version, plural = who.plural
 
     def create(i: int) -> None:
@@ -294,13 +293,17 @@ def create_burst(
         list(pool.map(create, range(jobs)))
 
 
+def quiet(message: str) -> None:
+    """Drop a progress line."""
+
+
 def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[str, Any]:
     """One contender on a fresh tier: the burst, then its figures."""
     who = contender(name, args.workers)
     want_pods = args.jobs * args.workers
     pools = tier.NodePools(gpu_nodes=min(args.nodes, 4), cpu_nodes=0, gpus_per_node=args.gpus)
-    quiet = lambda message: None  # noqa: E731  (the tier's own lines would drown the progress)
     tools = tier.find_tools()  # main() built them (ensure_tools) before the first round
+    # say=quiet: the tier's own lines would drown the progress
     with tier.running_control_plane(pools, keep=args.keep, say=quiet, tools=tools) as cp:
         api = cpb.use_kubeconfig(cp.kubeconfig)
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)

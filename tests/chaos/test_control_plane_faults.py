@@ -34,7 +34,6 @@ from chaos_lib import (
 )
 from kubernetes import client as k8s
 from operator_fixture import use_kubeconfig, wait_for
-from test_operator_kills import chaos_tier  # noqa: F401  (module fixture, reused)
 from tf_controlplane import ControlPlane, node_manifest
 
 FULL = os.environ.get("CHAOS_SCALE", "ci") == "full"
@@ -70,7 +69,7 @@ def finish(core: k8s.CoreV1Api, namespace: str, job: str, run_seconds: int = 0) 
 
 
 @pytest.mark.timeout(600)
-def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:  # noqa: F811
+def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
     """Jobs finish while the API server is down; after it is back the operator, never
     restarted, reports every one of them within 30 s, and nothing is lost or doubled."""
     core, custom = clients(chaos_tier)
@@ -116,7 +115,7 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:  #
 
 
 @pytest.mark.timeout(900)
-def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:  # noqa: F811
+def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     """Every connection of the operator is cut every few seconds while jobs run through
     failures and restarts; no transition is missed."""
     core, custom = clients(chaos_tier)
@@ -160,7 +159,7 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:  # noqa: 
     reason="a lost node is a gang restart counted against runPolicy.maxRestarts with reason "
     "PodDeleted; telling node loss apart belongs to policies/failure.py (issue 16, open)",
 )
-def test_node_loss(chaos_tier: ControlPlane, namespace: str) -> None:  # noqa: F811
+def test_node_loss(chaos_tier: ControlPlane, namespace: str) -> None:
     """The node of a running gang is deleted: the gang is rescheduled elsewhere, the reason
     says the node was lost, and with maxRestarts 0 the job is not failed for it."""
     core, custom = clients(chaos_tier)

@@ -35,8 +35,8 @@ from chaos_lib import (
     say,
 )
 from kubernetes import client as k8s
-from operator_fixture import CRD_FILE, use_kubeconfig
-from tf_controlplane import ControlPlane, node_manifest
+from operator_fixture import use_kubeconfig
+from tf_controlplane import ControlPlane
 
 FULL = os.environ.get("CHAOS_SCALE", "ci") == "full"
 # name: (jobs, kills, seconds between kills, restart within seconds, seconds to spread creates)
@@ -44,22 +44,6 @@ SCHEDULES = {
     "random": (100, 20, (2.0, 8.0), 3.0, 60.0) if FULL else (16, 5, (2.0, 6.0), 2.0, 10.0),
     "stress": (50, 30, (1.0, 4.0), 1.0, 40.0) if FULL else (12, 8, (1.0, 4.0), 1.0, 8.0),
 }
-
-
-@pytest.fixture(scope="module")
-def chaos_tier(control_plane: ControlPlane) -> ControlPlane:
-    """The CRD and room for 200 small pods (six more CPU nodes beside the tier's two)."""
-    control_plane.kubectl("apply", "-f", str(CRD_FILE), check=True)
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/trainingjobs.trainforge.io",
-        check=True,
-    )
-    for i in range(6):
-        control_plane.apply(node_manifest(f"chaos-cpu-{i}", "cpu", 0))
-    return control_plane
 
 
 def create_spread(
