@@ -84,7 +84,10 @@ test-chaos: venv ## chaos suite at full size on the control-plane tier (operator
 	CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/bench/results/chaos.txt $(PY) -m pytest tests/chaos -v -s
 	cat bench/results/chaos.txt
 
+test-chaos-small: venv ## the chaos suite's small round (~9 min), the size meant for CI
+	$(PY) -m pytest tests/chaos -q -s
+
 tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
-.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos
+.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small
