@@ -76,10 +76,22 @@ bench: venv ## benchmarks (control plane: the floor first, then the operator); r
 	$(PY) -m bench.control_plane
 	$(PY) -m bench.sweep_search
 
+bench-compare: venv ## trainforge vs Kubeflow Training Operator (tuned, as shipped) and the floor, 3 interleaved rounds; bench/results/compare.json
+	hack/build-kubeflow.sh >/dev/null
+	$(PY) -m bench.compare --rounds 3
+
+test-chaos: venv ## chaos suite at full size on the control-plane tier (operator kills, API server restart, watch cuts, node loss)
+	rm -f bench/results/chaos.txt
+	CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/bench/results/chaos.txt $(PY) -m pytest tests/chaos -v -s
+	cat bench/results/chaos.txt
+
+test-chaos-small: venv ## the chaos suite's small round (~9 min), the size meant for CI
+	$(PY) -m pytest tests/chaos -q -s
+
 tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
-.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench
+.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images
 
 images: ## build and push the operator and worker images: make images REGISTRY=ghcr.io/my-org
 	REGISTRY=$(REGISTRY) hack/push-images.sh

@@ -344,10 +344,11 @@ class Observations:
     pods_seen: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     pods_running: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    label: str = JOB_LABEL  # the pod label naming the job (another operator labels differently)
 
     def on_pod(self, pod: dict[str, Any], now: float) -> None:
         meta = pod.get("metadata") or {}
-        job = (meta.get("labels") or {}).get(JOB_LABEL)
+        job = (meta.get("labels") or {}).get(self.label)
         if not job:
             return
         with self.lock:
@@ -376,14 +377,14 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
     events of that in this process would delay the very sightings being timed."""
     while not stop.is_set():
         listing = read_json(
-            core.list_namespaced_pod(NAMESPACE, label_selector=JOB_LABEL, _preload_content=False)
+            core.list_namespaced_pod(NAMESPACE, label_selector=obs.label, _preload_content=False)
         )
         now = time.monotonic()
         for pod in listing["items"]:
             obs.on_pod(pod, now)
         resp: Any = core.list_namespaced_pod(
             NAMESPACE,
-            label_selector=JOB_LABEL,
+            label_selector=obs.label,
             resource_version=listing["metadata"]["resourceVersion"],
             allow_watch_bookmarks=False,
             timeout_seconds=30,

@@ -10,7 +10,8 @@ new gangs (the control-plane bench). So:
 - the children: once a pass created or saw the Service and an up-to-date ConfigMap for this job
   uid and generation, they are taken to exist until the spec changes or resync_seconds pass.
 
-Pods are always listed: they change on their own (kubelet, scheduler, evictions).
+Pods change on their own (kubelet, scheduler, evictions), so they are not cached per job here:
+`kube.PodInformer` keeps every worker pod current from one list+watch per namespace.
 """
 
 from __future__ import annotations

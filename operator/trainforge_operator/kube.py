@@ -16,16 +16,19 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import socket
+import threading
 from collections.abc import Callable, Collection
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import metrics
-from trainforge_operator.names import MANAGED_BY, job_pods_selector
+from trainforge_operator.names import LABEL_JOB, LABEL_UID, MANAGED_BY, job_pods_selector
 from trainforge_operator.plan import Event
 
 Obj = dict[str, Any]
@@ -84,6 +87,7 @@ class KubeApi:
             api_client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.pod_informer: PodInformer | None = None  # set at the operator's startup (handlers.py)
 
     def _send(
         self,
@@ -122,7 +126,12 @@ class KubeApi:
         )
 
     def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
-        """Pods of this job object (the uid label excludes a deleted namesake's pods)."""
+        """Pods of this job object (the uid label excludes a deleted namesake's pods): from the
+        pod informer once it has listed the namespace, else from the API server."""
+        informer = self.pod_informer
+        cached = informer.pods(namespace, job, uid) if informer is not None else None
+        if cached is not None:
+            return cached
         listing = self._send(
             "list",
             "pods",
@@ -287,3 +296,166 @@ class KubeApi:
                 ),
                 read=False,
             )
+
+
+class PodInformer:
+    """The operator's worker pods, kept current by one list+watch per namespace (an informer).
+
+    A pass used to LIST its job's pods from the API server (about 1.5 uncached LISTs per job in
+    a burst) and every pod event went through kopf's per-event machinery only to wake the job.
+    Here one thread per namespace lists the worker pods once, then follows their watch (raw JSON
+    lines, kept slim: see `_slim`) and calls `on_change(namespace, job)` for every
+    event. `pods()` answers from memory once the first list of that namespace is in; until then
+    (or after `stop()`) it returns None and the caller lists. Like any informer it can lag the
+    API server by a watch event; passes are level-triggered, so the event that ends the lag
+    wakes the job again. A relist after a cut or a 410 replaces the namespace's pods and wakes
+    every job whose pods it saw change.
+    """
+
+    def __init__(
+        self,
+        core: Any,
+        namespaces: Collection[str],
+        selector: str,
+        on_change: Callable[[str, str], None],
+        watch_seconds: int = 300,
+    ) -> None:
+        self.core = core
+        self.namespaces = list(namespaces) or [""]  # "": cluster-wide
+        self.selector = selector
+        self.on_change = on_change
+        self.watch_seconds = watch_seconds
+        self._pods: dict[tuple[str, str], dict[str, Obj]] = {}
+        self._synced: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._responses: dict[str, Any] = {}
+
+    def start(self) -> None:
+        for ns in self.namespaces:
+            name = f"pod-informer {ns or '(all)'}"
+            threading.Thread(target=self._run, args=(ns,), name=name, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._synced.clear()
+            responses = list(self._responses.values())
+        for resp in responses:
+            # shutdown() wakes the thread blocked reading the stream; close() would wait for the
+            # lock of the buffered reader that thread holds (and block the event loop).
+            with contextlib.suppress(Exception):
+                resp.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def pods(self, namespace: str, job: str, uid: str) -> list[Obj] | None:
+        """This job object's pods from memory; None while the namespace is not listed yet."""
+        with self._lock:
+            if namespace not in self._synced and "" not in self._synced:
+                return None
+            found = self._pods.get((namespace, job), {})
+            return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
+
+    # --- the watch thread ---------------------------------------------------------------------
+
+    def _request(self, namespace: str, **kwargs: Any) -> Any:
+        if namespace:
+            return self.core.list_namespaced_pod(
+                namespace, label_selector=self.selector, _preload_content=False, **kwargs
+            )
+        return self.core.list_pod_for_all_namespaces(
+            label_selector=self.selector, _preload_content=False, **kwargs
+        )
+
+    def _run(self, namespace: str) -> None:
+        while not self._stop.is_set():
+            try:
+                version = self._relist(namespace)
+                self._follow(namespace, version)
+            except Exception as err:  # any failure: list again after a pause
+                if self._stop.is_set():
+                    return
+                log.info("pod watch in %r ended (%s); listing again", namespace or "*", err)
+                self._stop.wait(1.0)
+
+    def _relist(self, namespace: str) -> str:
+        listing = read_json(self._request(namespace))
+        fresh: dict[tuple[str, str], dict[str, Obj]] = {}
+        for pod in listing.get("items") or []:
+            key = _pod_key(pod)
+            if key is not None:
+                fresh.setdefault(key[:2], {})[key[2]] = _slim(pod)
+        with self._lock:
+            mine = {k for k in self._pods if not namespace or k[0] == namespace}
+            changed = {k for k in mine | set(fresh) if self._pods.get(k) != fresh.get(k)}
+            for k in mine - set(fresh):
+                del self._pods[k]
+            self._pods.update(fresh)
+            self._synced.add(namespace)
+        for ns, job in changed:
+            self.on_change(ns, job)
+        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _follow(self, namespace: str, version: str) -> None:
+        resp = self._request(
+            namespace,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_seconds,
+            _request_timeout=(30, self.watch_seconds + 30),
+        )
+        with self._lock:
+            self._responses[namespace] = resp
+        try:
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
+                if self._stop.is_set():
+                    return
+                event = json.loads(line)
+                kind, pod = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":  # e.g. 410 Gone: the version is too old, list again
+                    raise RuntimeError(f"watch error: {pod.get('message') or pod}")
+                if kind == "BOOKMARK":
+                    continue
+                self._apply(kind, pod)
+        finally:
+            with self._lock:
+                self._responses.pop(namespace, None)
+            with contextlib.suppress(Exception):
+                resp.release_conn()
+
+    def _apply(self, kind: str | None, pod: Obj) -> None:
+        key = _pod_key(pod)
+        if key is None:
+            return
+        ns, job, name = key
+        with self._lock:
+            if kind == "DELETED":
+                self._pods.get((ns, job), {}).pop(name, None)
+            else:
+                self._pods.setdefault((ns, job), {})[name] = _slim(pod)
+        self.on_change(ns, job)
+
+
+def pod_labels(pod: Obj) -> dict[str, str]:
+    return (pod.get("metadata") or {}).get("labels") or {}
+
+
+def _pod_key(pod: Obj) -> tuple[str, str, str] | None:
+    meta = pod.get("metadata") or {}
+    job = (meta.get("labels") or {}).get(LABEL_JOB)
+    if not job or not meta.get("name"):
+        return None
+    return str(meta.get("namespace") or ""), str(job), str(meta["name"])
+
+
+def _slim(pod: Obj) -> Obj:
+    """What the passes read of a pod: metadata without managedFields, status, and of the spec
+    only nodeName (pods.py). The container specs (env, volumes, probes) are most of a worker
+    pod and the informer holds every pod, so they are dropped: a policy that needs more of the
+    spec must add it here (test_pod_informer.py)."""
+    meta = pod.get("metadata") or {}
+    meta.pop("managedFields", None)
+    node = (pod.get("spec") or {}).get("nodeName")
+    slim: Obj = {"metadata": meta, "status": pod.get("status") or {}}
+    slim["spec"] = {"nodeName": node} if node else {}
+    return slim

@@ -288,6 +288,36 @@ class ControlPlane:
             logf.close()
         self._procs.clear()
 
+    def restart(self, name: str, down_seconds: float = 0.0, timeout: float = 60) -> float:
+        """Stop one component (SIGTERM), keep it down `down_seconds`, start it again with the
+        same arguments (the apiserver on the same port, so clients see a restart, not a move),
+        and wait until it answers again. Returns the seconds it was down. For chaos tests."""
+        i = next(i for i, (n, _, _) in enumerate(self._procs) if n == name)
+        _, proc, logf = self._procs.pop(i)
+        stopped = time.monotonic()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        logf.close()
+        time.sleep(down_seconds)
+        argv = [str(a) for a in proc.args]  # type: ignore[union-attr]
+        logf = open(self.log_path(name), "ab")  # noqa: SIM115 - closed in stop()
+        new = subprocess.Popen(
+            argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.workdir, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        self._procs.insert(i, (name, new, logf))
+        if name == "kube-apiserver":
+            ctx = ssl.create_default_context(cafile=str(self.workdir / "pki" / "ca.crt"))
+            url = f"{self.server}/readyz"
+            self._wait(f"{name} /readyz after a restart",
+                       lambda: _http_ok(url, ctx=ctx, token=self._token),
+                       time.monotonic() + timeout)  # fmt: skip
+        return time.monotonic() - stopped
+
     # ---- internals ----------------------------------------------------------------------------
     def _spawn(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         logf = open(self.log_path(name), "wb")  # noqa: SIM115 - closed in stop()

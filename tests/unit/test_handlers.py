@@ -13,13 +13,18 @@ JOBS = kopf.Resource(
 SERVICES = kopf.Resource("", "v1", "services", kind="Service", namespaced=True)
 
 
-def test_pod_watch_is_filtered_by_the_apiserver() -> None:
-    settings = kopf.OperatorSettings()
-    configure(settings)
-    assert settings.watching.label_selectors.collect(PODS) == [WORKER_POD_SELECTOR]
+def test_worker_pod_selector_names_only_our_workers() -> None:
     managed, job = WORKER_POD_SELECTOR.split(",")
     assert managed == "app.kubernetes.io/managed-by=trainforge-operator"
     assert job == "trainforge.io/job-name"  # exists, any value
+
+
+def test_kopf_does_not_watch_pods() -> None:
+    """Worker pods are watched by kube.PodInformer (test_pod_informer.py), not kopf."""
+    from trainforge_operator import handlers  # noqa: F401  (registers the handlers)
+
+    watched = {s.any_name for s in kopf.get_default_registry()._watching.get_all_selectors()}
+    assert watched == {"trainingjobs"}
 
 
 def test_trainingjob_and_other_watches_are_not_filtered() -> None:

@@ -1,0 +1,103 @@
+"""The pod informer's bookkeeping (kube.PodInformer): what a list and watch events leave in
+memory, which jobs they wake, and that a pass falls back to a LIST until the first list is in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from trainforge_operator.handlers import WORKER_POD_SELECTOR
+from trainforge_operator.kube import KubeApi, PodInformer
+
+
+def pod(name: str, job: str, uid: str = "u1", ns: str = "ml", phase: str = "Pending") -> Any:
+    labels = {"trainforge.io/job-name": job, "trainforge.io/job-uid": uid}
+    meta = {"name": name, "namespace": ns, "labels": labels, "managedFields": [{"big": 1}]}
+    spec = {"nodeName": "gpu-3", "containers": [{"name": "worker", "env": [{"name": "X"}]}]}
+    return {"metadata": meta, "spec": spec, "status": {"phase": phase}}
+
+
+class Listing:
+    def __init__(self, items: list[Any]) -> None:
+        self.data = json.dumps({"metadata": {"resourceVersion": "7"}, "items": items}).encode()
+
+
+class Core:
+    """Answers list_namespaced_pod with `items`, recording the selector it was asked for."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.selectors: list[str] = []
+
+    def list_namespaced_pod(self, namespace: str, **kwargs: Any) -> Listing:
+        self.selectors.append(kwargs["label_selector"])
+        return Listing([p for p in self.items if p["metadata"]["namespace"] == namespace])
+
+
+def informer(items: list[Any]) -> tuple[PodInformer, list[tuple[str, str]], Core]:
+    woken: list[tuple[str, str]] = []
+    core = Core(items)
+    inf = PodInformer(core, ["ml"], WORKER_POD_SELECTOR, lambda ns, job: woken.append((ns, job)))
+    return inf, woken, core
+
+
+def names(pods: list[Any] | None) -> list[str]:
+    return sorted(p["metadata"]["name"] for p in pods or [])
+
+
+def test_nothing_is_answered_before_the_first_list() -> None:
+    inf, _, _ = informer([pod("a-worker-0", "a")])
+    assert inf.pods("ml", "a", "u1") is None
+
+
+def test_the_list_asks_the_apiserver_for_worker_pods_only_and_wakes_their_jobs() -> None:
+    inf, woken, core = informer([pod("a-worker-0", "a"), pod("b-worker-0", "b")])
+    assert inf._relist("ml") == "7"
+    assert core.selectors == [WORKER_POD_SELECTOR]
+    assert sorted(woken) == [("ml", "a"), ("ml", "b")]
+    found = inf.pods("ml", "a", "u1")
+    assert names(found) == ["a-worker-0"]
+    assert found is not None
+    assert "managedFields" not in found[0]["metadata"]
+    assert found[0]["spec"] == {"nodeName": "gpu-3"}  # what pods.py reads; containers dropped
+    assert found[0]["status"] == {"phase": "Pending"}
+
+
+def test_a_deleted_namesakes_pods_are_not_this_jobs() -> None:
+    inf, _, _ = informer([pod("a-worker-0", "a", uid="old")])
+    inf._relist("ml")
+    assert inf.pods("ml", "a", "u1") == []
+
+
+def test_watch_events_update_memory_and_wake_the_job() -> None:
+    inf, woken, _ = informer([])
+    inf._relist("ml")
+    inf._apply("ADDED", pod("a-worker-0", "a"))
+    inf._apply("MODIFIED", pod("a-worker-0", "a", phase="Running"))
+    found = inf.pods("ml", "a", "u1")
+    assert found is not None
+    assert [p["status"]["phase"] for p in found] == ["Running"]
+    inf._apply("DELETED", pod("a-worker-0", "a"))
+    assert inf.pods("ml", "a", "u1") == []
+    assert woken == [("ml", "a")] * 3
+
+
+def test_a_relist_drops_pods_deleted_while_the_watch_was_cut() -> None:
+    inf, woken, core = informer([pod("a-worker-0", "a")])
+    inf._relist("ml")
+    core.items = []
+    woken.clear()
+    inf._relist("ml")
+    assert inf.pods("ml", "a", "u1") == []
+    assert woken == [("ml", "a")]
+
+
+def test_list_pods_reads_memory_once_listed() -> None:
+    inf, _, _ = informer([pod("a-worker-0", "a")])
+    kube = KubeApi(api_client=object())
+    kube.core = None  # type: ignore[assignment]  (a LIST would fail loudly)
+    kube.pod_informer = inf
+    inf._relist("ml")
+    assert names(kube.list_pods("ml", "a", "u1")) == ["a-worker-0"]
+    inf.stop()
+    assert inf.pods("ml", "a", "u1") is None
