@@ -24,7 +24,7 @@ def test_kopf_does_not_watch_pods() -> None:
     from trainforge_operator import handlers  # noqa: F401  (registers the handlers)
 
     watched = {s.any_name for s in kopf.get_default_registry()._watching.get_all_selectors()}
-    assert watched == {"trainingjobs"}
+    assert watched == {"trainingjobs", "trainingsweeps", "trainingschedules"}
 
 
 def test_trainingjob_and_other_watches_are_not_filtered() -> None:
