@@ -250,13 +250,19 @@ class Controller:
     # --- act ------------------------------------------------------------------------------------
 
     async def execute(self, key: Key, body: Obj, plan: Plan, loop: _Loop) -> bool:
-        """Act, write the status once if it changed, then send Events (only after the write).
+        """Create, write the status once if it changed, then delete, then send Events.
 
+        The order makes every pass's outcome durable before the pass destroys evidence: pods
+        are deleted only after the status that explains why (Succeeded, Failed with its
+        lastFailure, Restarting) is stored, so a pass cut short by a crash or a lost write is
+        decided the same way by the next one. What is created before the write is idempotent
+        (deterministic names) or rebuilt from the pods' labels (the attempt: `gang.adopt`).
         Returns False when the status write lost a conflict: the pass is redone from scratch.
         """
-        await self._act(body, plan, loop)
+        await self._create(body, plan, loop)
         if not await self._write_status(body, plan, loop):
             return False
+        await self._delete(body, plan)
         if plan.events:
             self.events.send(key, body, plan.events)
         if plan.delete_job:
@@ -264,8 +270,8 @@ class Controller:
             await self._call(self.api.delete_job, *key)
         return True
 
-    async def _act(self, body: Obj, plan: Plan, loop: _Loop) -> None:
-        """Create and update children, then delete pods (creates raise ChildRejectedError)."""
+    async def _create(self, body: Obj, plan: Plan, loop: _Loop) -> None:
+        """Create and update children (creates raise ChildRejectedError)."""
         meta = body["metadata"]
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
         for obj, new in zip(plan.create, created, strict=True):
@@ -276,14 +282,17 @@ class Controller:
         for obj in plan.update:
             log.info("updated %s/%s", obj["kind"], obj["metadata"]["name"])
         loop.cache.saw_children(meta)
-        if plan.delete_pods:
-            namespace = meta["namespace"]
-            log.info(
-                "deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"]
-            )
-            await asyncio.gather(
-                *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
-            )
+
+    async def _delete(self, body: Obj, plan: Plan) -> None:
+        """Delete the pods the plan gave up, once the status saying why is stored."""
+        if not plan.delete_pods:
+            return
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        log.info("deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"])
+        await asyncio.gather(
+            *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
+        )
 
     async def _write_status(self, body: Obj, plan: Plan, loop: _Loop) -> bool:
         """PUT the status at the observed resourceVersion, only if it changed; False on a 409."""

@@ -35,9 +35,10 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     gang.prepare(p, spec)
     if timeouts.deadline_exceeded(p, spec):
         return p.plan
+    gang.adopt(p)
     current, stale = gang.split_attempts(p)
     p.delete(stale)
-    if p.old.phase == "Restarting":
+    if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
         return p.plan
     if failure.gang_failed(p, spec, current):
