@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trainforge_api.context import InvalidSpecError, parse_spec
-from trainforge_operator import metrics, pods
+from trainforge_operator import decision, kube, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
-from trainforge_operator.decision import decide
 from trainforge_operator.events import EventPoster
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import context_name, service_name
@@ -63,6 +62,7 @@ class _Loop:
     wake: asyncio.Event
     task: asyncio.Task[None] | None = None
     last_progress: float = 0.0  # monotonic time of the last progress poll
+    errors: int = 0  # consecutive passes that failed with an unforeseen error
     cache: JobCache = field(default_factory=JobCache)
 
     def running(self) -> bool:
@@ -156,9 +156,12 @@ class Controller:
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as err:
                 log.exception("reconcile of %s/%s failed; retrying in %.0fs", *key, backoff)
                 requeue, backoff = backoff, min(backoff * 2, MAX_ERROR_BACKOFF)
+                await self._unforeseen(key, loop, err)
+            else:
+                loop.errors = 0
             if requeue is None and key not in self.loops:
                 return
             if requeue is None:
@@ -175,17 +178,40 @@ class Controller:
         if observed is None:
             self.forget(*key)
             return None
-        plan = decide(observed, self.config)
+        plan = decision.decide(observed, self.config)
         try:
             committed = await self.execute(key, observed.body, plan, loop)
         except ChildRejectedError as err:
             log.warning("%s/%s: %s", *key, err)
-            plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
+            plan = decision.decide(dataclasses.replace(observed, rejected=str(err)), self.config)
             committed = await self.execute(key, observed.body, plan, loop)
         if committed:
             self._record(key, observed.body, plan)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         return plan.requeue_after
+
+    async def _unforeseen(self, key: Key, loop: _Loop, err: Exception) -> None:
+        """Count an error that is not the API's or the network's; after max_reconcile_errors in
+        a row, mark the job Failed with it (only the status: later passes clean up)."""
+        if kube.transient(err):
+            return
+        loop.errors += 1
+        if loop.errors < self.config.max_reconcile_errors:
+            return
+        error = f"{type(err).__name__}: {err}"[:512]
+        try:
+            body = await self._call(self.api.get_job, *key)
+            if body is None:
+                return
+            observed = Observed(
+                body=body, pods=[], has_service=True, has_configmap=True, now=self.clock()
+            )
+            plan = decision.unforeseen(observed, self.config, error)
+            if await self.execute(key, body, plan, loop):
+                self._record(key, body, plan)
+                loop.errors = 0
+        except Exception:
+            log.exception("could not mark %s/%s Failed", *key)
 
     # --- observe --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.plan import Observed, Plan
-from trainforge_operator.policies import failure, gang, success, suspend, timeouts, ttl
+from trainforge_operator.policies import failure, gang, images, success, suspend, timeouts, ttl
 from trainforge_operator.policies.state import Pass
 
 
@@ -43,6 +43,8 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
         return p.plan
     if failure.gang_failed(p, spec, current):
         return p.plan
+    if images.cannot_start(p, spec, current):
+        return p.plan
     gang.create_missing(p, spec, current, blocked=bool(stale))
     if gang.all_succeeded(spec, current):
         success.succeed(p, spec, current)
@@ -52,6 +54,26 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     else:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)
+    return p.plan
+
+
+def unforeseen(observed: Observed, config: OperatorConfig, error: str) -> Plan:
+    """Passes kept failing with an error the operator did not foresee: Failed, saying so, so
+    the job is never retried silently with an empty status. A finished job stays as it is."""
+    try:
+        spec, _ = _read_spec(observed, config)
+    except Exception:  # the error may well come from the spec itself
+        spec = None
+    p = Pass.begin(observed, config, spec)
+    if p.old.phase in TERMINAL_PHASES:
+        return p.plan
+    failure.fail(
+        p,
+        "ReconcileError",
+        f"the operator could not reconcile this job: {error}; fix the spec if this names one "
+        "of its fields, else report it with the operator's log",
+        "All",
+    )
     return p.plan
 
 

@@ -14,7 +14,9 @@ from trainforge_operator.status import parse_time
 DEFAULT_CLEAN_POD_POLICY = "Running"
 # Failures that leave no pods behind whatever cleanPodPolicy says (the gang never ran, or its
 # spec cannot run), so a later pass deletes what the failing pass did not get to.
-NO_LEFTOVERS = frozenset({"InvalidSpec", "PendingTimeout", "ReconcileError"})
+NO_LEFTOVERS = frozenset(
+    {"InvalidSpec", "PendingTimeout", "ReconcileError", "InvalidImageName", "ImagePullBackOff"}
+)
 
 
 def finished(p: Pass) -> None:
