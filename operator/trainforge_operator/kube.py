@@ -223,7 +223,10 @@ class KubeApi:
         except ValueError as err:
             # The client validates the body before sending it (pydantic, e.g. an env entry
             # without a name): the same verdict the API server would give, only earlier.
-            message = f"{kind} {obj['metadata']['name']}: {_client_message(err)}"
+            message = (
+                f"{kind} {obj['metadata']['name']} (refused by the kubernetes client before "
+                f"sending it): {_client_message(err)}"
+            )
             raise ChildRejectedError(message) from err
         return created is not None
 
