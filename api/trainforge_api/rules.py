@@ -116,6 +116,7 @@ PARALLELISM_RULES: list[Rule] = [
     ),
 ]
 
+
 def _storage_uri_ok(section: str) -> Callable[[str | None, TrainingJobSpec], bool]:
     def holds(_: str | None, spec: TrainingJobSpec) -> bool:
         uri = getattr(getattr(spec, section), "uri", None)

@@ -13,6 +13,7 @@ decide() is tests/unit/test_crash_windows.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -99,10 +100,8 @@ class Run:
             finally:
                 await controller.stop()
 
-        try:
+        with contextlib.suppress(Crash):
             asyncio.run(run())
-        except Crash:
-            pass
         return api
 
     def until(self, what: str, probe: Any, timeout: float = 40) -> Any:
