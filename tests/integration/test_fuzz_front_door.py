@@ -117,6 +117,7 @@ def runtime_rejects(c: Cluster, name: str) -> str:
     return ""
 
 
+@pytest.mark.timeout(120 + 3 * COUNT)  # generation, then about 1 s per spec on 2 cores
 def test_fuzzed_specs_at_the_front_door(
     kube_client: Any, namespace: str, tf_operator: OperatorHandle, tracebacks: Tracebacks
 ) -> None:
