@@ -169,7 +169,10 @@ def test_fuzzed_specs_at_the_front_door(
         c.custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     figures["operator tracebacks"] = len(tracebacks.records)
     for record in tracebacks.records[:5]:
-        problems.append(f"operator logged: {record.getMessage()[:300]}")
+        cause = ""
+        if record.exc_info and record.exc_info[1] is not None:
+            cause = f" ({type(record.exc_info[1]).__name__}: {str(record.exc_info[1])[:300]})"
+        problems.append(f"operator logged: {record.getMessage()[:300]}{cause}")
     print(f"\nfront-door fuzz (seed {SEED}): {COUNT} specs; " + json.dumps(dict(figures)))
     assert figures["rejected at apply"] + figures["accepted"] == COUNT
     assert not problems, "\n".join(problems)
