@@ -91,7 +91,10 @@ test-chaos-small: venv ## the chaos suite's small round (~9 min), the size meant
 tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
-.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images
+.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images test-fuzz
 
 images: ## build and push the operator and worker images: make images REGISTRY=ghcr.io/my-org
 	REGISTRY=$(REGISTRY) hack/push-images.sh
+
+test-fuzz: venv ## front-door fuzz: 1,000 generated+mutated specs against the control-plane tier (integration runs 150)
+	TF_FUZZ_SPECS=1000 $(PY) -m pytest tests/integration/test_fuzz_front_door.py -q -s -p no:logging

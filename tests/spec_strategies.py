@@ -29,6 +29,18 @@ COMMANDS = [
     ["python", "-m", "my.module"],
 ]
 ARGS = [[], ["--epochs", "3"], ["-m", "torch.distributed.run", "train.py"], ["-m", "pkg.train"]]
+# Schema-valid resource quantities (the CRD pattern rejects the rest at apply).
+quantities = st.sampled_from(["1", "500m", "2Gi", "1.5", "1e3", ".5", "+4Ki", "0"])
+# Storage URIs at the edges of the storage-URI rule: good ones, wrong schemes, missing slashes,
+# relative paths, and anything at all.
+storage_uris = st.one_of(
+    st.sampled_from([
+        "s3://b/m/", "s3a://bucket", "gs://bk/x", "gcs://bk/x", "file:///tmp/x", "/data/ckpt",
+        "s3:/bucket/x", "s3://", "s3:///x", "file://tmp", "ftp://h/x", "relative/x", "",
+        "s3://b/with space", "hdfs://nn/x", "S3://b/x",
+    ]),
+    st.text(max_size=40),
+)  # fmt: skip
 
 
 @st.composite
@@ -43,16 +55,21 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     procs = draw(st.none() | st.integers(1, 8))
     if procs is not None:
         parallelism["procsPerNode"] = procs
-    return {
+    spec: dict[str, Any] = {
         "command": draw(st.sampled_from(COMMANDS)),
         "args": draw(st.sampled_from(ARGS)),
         "parallelism": parallelism,
-        "resources": {"gpus": draw(st.integers(0, 8))},
+        "resources": {"gpus": draw(st.integers(0, 8)), "memory": draw(quantities)},
         "runPolicy": {
             "restartBackoffSeconds": draw(st.integers(0, 120)),
             "maxRestartBackoffSeconds": draw(st.integers(0, 120)),
         },
     }
+    for section in ("artifacts", "checkpoint"):
+        uri = draw(st.none() | storage_uris)
+        if uri is not None:
+            spec[section] = {"uri": uri}
+    return spec
 
 
 def manifest(name: str, spec: dict[str, Any], namespace: str = "default") -> dict[str, Any]:

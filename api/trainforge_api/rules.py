@@ -30,6 +30,12 @@ _NAME_BUDGET = MAX_POD_NAME - len(WORKER_SUFFIX)
 _DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
+# Where checkpoints and artifacts may go: an object store with a bucket, or a filesystem path
+# (file:// URIs and plain paths are absolute, since they name a mounted volume in the pod).
+STORAGE_SCHEMES = ("s3", "s3a", "gs", "gcs", "file")
+_STORAGE_URI = "^((s3|s3a|gs|gcs)://[^/ ]+(/[^ ]*)?|file:///[^ ]*|/[^ ]*)$"
+
+
 @dataclass(frozen=True)
 class Rule:
     """One rule. `cel` is evaluated by the API server with `self` at `scope` (the object's root
@@ -134,6 +140,27 @@ PARALLELISM_RULES: list[Rule] = [
     ),
 ]
 
+
+def _storage_uri_ok(section: str) -> Callable[[str | None, TrainingJobSpec], bool]:
+    def holds(_: str | None, spec: TrainingJobSpec) -> bool:
+        uri = getattr(getattr(spec, section), "uri", None)
+        return uri is None or re.fullmatch(_STORAGE_URI[1:-1], uri) is not None
+
+    return holds
+
+
+def _storage_rule(section: str) -> Rule:
+    field = f"spec.{section}.uri"
+    return Rule(
+        "spec",
+        f"!has(self.{section}) || !has(self.{section}.uri) || "
+        f"self.{section}.uri.matches('{_STORAGE_URI}')",
+        f"{field}: use s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, file:///<absolute path> "
+        f"or an absolute path (supported schemes: {', '.join(STORAGE_SCHEMES)})",
+        _storage_uri_ok(section),
+    )
+
+
 SPEC_RULES: list[Rule] = [
     Rule(
         "spec",
@@ -169,6 +196,8 @@ SPEC_RULES: list[Rule] = [
             spec.run_policy.max_restart_backoff_seconds >= spec.run_policy.restart_backoff_seconds
         ),
     ),
+    _storage_rule("artifacts"),
+    _storage_rule("checkpoint"),
 ]
 
 METADATA_RULES: list[Rule] = [

@@ -42,6 +42,12 @@ METRIC_HISTORY_LIMIT = 64
 # Embedded core/v1 objects are kept as free-form dicts: the API server validates them when the
 # operator creates the pods, and the CRD marks them x-kubernetes-preserve-unknown-fields.
 K8sObject = dict[str, Any]
+# A Kubernetes resource quantity that is not negative ("500m", "2Gi", "1.5", "1e3"): the
+# apimachinery grammar without the sign, so `memory: lots` or `cpu: "-2"` fail at apply.
+QUANTITY = (
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE]\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 
 
 # The rules the runtime implements (trainforge_runtime/health.py); the CRD's enum comes from here.
@@ -94,10 +100,17 @@ class Resources(Model):
         description="Extended resource name of the GPU; defaults to the node pool's "
         "(nvidia.com/gpu).",
     )
-    cpu: str = Field("1", max_length=32, description="CPU request and limit per pod.")
-    memory: str = Field("2Gi", max_length=32, description="Memory request and limit per pod.")
+    cpu: str = Field(
+        "1", max_length=32, pattern=QUANTITY, description="CPU request and limit per pod."
+    )
+    memory: str = Field(
+        "2Gi", max_length=32, pattern=QUANTITY, description="Memory request and limit per pod."
+    )
     shared_memory: str = Field(
-        "1Gi", max_length=32, description="Size of the memory-backed /dev/shm (dataloaders, NCCL)."
+        "1Gi",
+        max_length=32,
+        pattern=QUANTITY,
+        description="Size of the memory-backed /dev/shm (dataloaders, NCCL).",
     )
 
 

@@ -66,6 +66,20 @@ class OperatorConfig(BaseSettings):
         description="API threads, HTTP connections and reconcile passes at once.",
     )
 
+    max_reconcile_errors: int = Field(
+        5,
+        ge=1,
+        description="Consecutive unforeseen errors (not of the API or the network) in one job's "
+        "passes before the job is marked Failed with reason ReconcileError and the error.",
+    )
+    image_pull_back_off_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How long a worker may stay in ErrImagePull/ImagePullBackOff, counted from "
+        "the pod's creation, before the job fails with reason ImagePullBackOff "
+        "(InvalidImageName fails at once).",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

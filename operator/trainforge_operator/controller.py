@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trainforge_api.context import InvalidSpecError, parse_spec
-from trainforge_operator import metrics, pods
+from trainforge_operator import decision, kube, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
-from trainforge_operator.decision import decide
 from trainforge_operator.events import EventPoster
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import context_name, service_name
@@ -63,6 +62,7 @@ class _Loop:
     wake: asyncio.Event
     task: asyncio.Task[None] | None = None
     last_progress: float = 0.0  # monotonic time of the last progress poll
+    errors: int = 0  # consecutive passes that failed with an unforeseen error
     cache: JobCache = field(default_factory=JobCache)
 
     def running(self) -> bool:
@@ -156,9 +156,12 @@ class Controller:
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as err:
                 log.exception("reconcile of %s/%s failed; retrying in %.0fs", *key, backoff)
                 requeue, backoff = backoff, min(backoff * 2, MAX_ERROR_BACKOFF)
+                await self._unforeseen(key, loop, err)
+            else:
+                loop.errors = 0
             if requeue is None and key not in self.loops:
                 return
             if requeue is None:
@@ -175,17 +178,40 @@ class Controller:
         if observed is None:
             self.forget(*key)
             return None
-        plan = decide(observed, self.config)
+        plan = decision.decide(observed, self.config)
         try:
             committed = await self.execute(key, observed.body, plan, loop)
         except ChildRejectedError as err:
             log.warning("%s/%s: %s", *key, err)
-            plan = decide(dataclasses.replace(observed, rejected=str(err)), self.config)
+            plan = decision.decide(dataclasses.replace(observed, rejected=str(err)), self.config)
             committed = await self.execute(key, observed.body, plan, loop)
         if committed:
             self._record(key, observed.body, plan)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         return plan.requeue_after
+
+    async def _unforeseen(self, key: Key, loop: _Loop, err: Exception) -> None:
+        """Count an error that is not the API's or the network's; after max_reconcile_errors in
+        a row, mark the job Failed with it (only the status: later passes clean up)."""
+        if kube.transient(err):
+            return
+        loop.errors += 1
+        if loop.errors < self.config.max_reconcile_errors:
+            return
+        error = f"{type(err).__name__}: {err}"[:512]
+        try:
+            body = await self._call(self.api.get_job, *key)
+            if body is None:
+                return
+            observed = Observed(
+                body=body, pods=[], has_service=True, has_configmap=True, now=self.clock()
+            )
+            plan = decision.unforeseen(observed, self.config, error)
+            if await self.execute(key, body, plan, loop):
+                self._record(key, body, plan)
+                loop.errors = 0
+        except Exception:
+            log.exception("could not mark %s/%s Failed", *key)
 
     # --- observe --------------------------------------------------------------------------------
 
@@ -250,13 +276,19 @@ class Controller:
     # --- act ------------------------------------------------------------------------------------
 
     async def execute(self, key: Key, body: Obj, plan: Plan, loop: _Loop) -> bool:
-        """Act, write the status once if it changed, then send Events (only after the write).
+        """Create, write the status once if it changed, then delete, then send Events.
 
+        The order makes every pass's outcome durable before the pass destroys evidence: pods
+        are deleted only after the status that explains why (Succeeded, Failed with its
+        lastFailure, Restarting) is stored, so a pass cut short by a crash or a lost write is
+        decided the same way by the next one. What is created before the write is idempotent
+        (deterministic names) or rebuilt from the pods' labels (the attempt: `gang.adopt`).
         Returns False when the status write lost a conflict: the pass is redone from scratch.
         """
-        await self._act(body, plan, loop)
+        await self._create(body, plan, loop)
         if not await self._write_status(body, plan, loop):
             return False
+        await self._delete(body, plan)
         if plan.events:
             self.events.send(key, body, plan.events)
         if plan.delete_job:
@@ -264,8 +296,8 @@ class Controller:
             await self._call(self.api.delete_job, *key)
         return True
 
-    async def _act(self, body: Obj, plan: Plan, loop: _Loop) -> None:
-        """Create and update children, then delete pods (creates raise ChildRejectedError)."""
+    async def _create(self, body: Obj, plan: Plan, loop: _Loop) -> None:
+        """Create and update children (creates raise ChildRejectedError)."""
         meta = body["metadata"]
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
         for obj, new in zip(plan.create, created, strict=True):
@@ -276,14 +308,17 @@ class Controller:
         for obj in plan.update:
             log.info("updated %s/%s", obj["kind"], obj["metadata"]["name"])
         loop.cache.saw_children(meta)
-        if plan.delete_pods:
-            namespace = meta["namespace"]
-            log.info(
-                "deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"]
-            )
-            await asyncio.gather(
-                *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
-            )
+
+    async def _delete(self, body: Obj, plan: Plan) -> None:
+        """Delete the pods the plan gave up, once the status saying why is stored."""
+        if not plan.delete_pods:
+            return
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        log.info("deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"])
+        await asyncio.gather(
+            *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
+        )
 
     async def _write_status(self, body: Obj, plan: Plan, loop: _Loop) -> bool:
         """PUT the status at the observed resourceVersion, only if it changed; False on a 409."""

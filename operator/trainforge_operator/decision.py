@@ -18,6 +18,7 @@ from trainforge_operator.policies import (
     data,
     failure,
     gang,
+    images,
     stop,
     success,
     suspend,
@@ -47,12 +48,15 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     gang.prepare(p, spec)
     if timeouts.deadline_exceeded(p, spec):
         return p.plan
+    gang.adopt(p)
     current, stale = gang.split_attempts(p)
     p.delete(stale)
-    if p.old.phase == "Restarting":
+    if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
         return p.plan
     if failure.gang_failed(p, spec, current):
+        return p.plan
+    if images.cannot_start(p, spec, current):
         return p.plan
     gang.create_missing(p, spec, current, blocked=bool(stale))
     if gang.all_succeeded(spec, current):
@@ -64,6 +68,26 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)
     data.report(p, spec, current)
+    return p.plan
+
+
+def unforeseen(observed: Observed, config: OperatorConfig, error: str) -> Plan:
+    """Passes kept failing with an error the operator did not foresee: Failed, saying so, so
+    the job is never retried silently with an empty status. A finished job stays as it is."""
+    try:
+        spec, _ = _read_spec(observed, config)
+    except Exception:  # the error may well come from the spec itself
+        spec = None
+    p = Pass.begin(observed, config, spec)
+    if p.old.phase in TERMINAL_PHASES:
+        return p.plan
+    failure.fail(
+        p,
+        "ReconcileError",
+        f"the operator could not reconcile this job: {error}; fix the spec if this names one "
+        "of its fields, else report it with the operator's log",
+        "All",
+    )
     return p.plan
 
 

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Collection
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
@@ -65,6 +66,14 @@ def _release(resp: Any) -> None:
     resp.release_conn()
 
 
+def transient(err: BaseException) -> bool:
+    """An error of the API or the network (retry it), not one of the operator or of the spec.
+
+    Anything else a pass raises was not foreseen; the controller marks the job Failed with it
+    after a few tries instead of retrying it silently for ever."""
+    return isinstance(err, ApiException | urllib3.exceptions.HTTPError | OSError)
+
+
 class ChildRejectedError(Exception):
     """The API server refused a child built from the spec (400/422): the spec must change."""
 
@@ -74,6 +83,19 @@ def _server_message(err: ApiException) -> str:
         return str(json.loads(err.body or "{}").get("message") or err.reason)
     except (TypeError, ValueError):
         return str(err.reason)
+
+
+def _client_message(err: ValueError) -> str:
+    """The client's own validation error, as `path: problem` lines without the pydantic URL."""
+    errors = getattr(err, "errors", None)
+    if callable(errors):
+        with contextlib.suppress(Exception):
+            parts = [
+                ".".join(str(x) for x in e.get("loc", ())[1:]) + ": " + str(e.get("msg", ""))
+                for e in errors()
+            ]
+            return "; ".join(parts)
+    return str(err).splitlines()[0]
 
 
 class KubeApi:
@@ -207,6 +229,14 @@ class KubeApi:
                 message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
                 raise ChildRejectedError(message) from err
             raise
+        except ValueError as err:
+            # The client validates the body before sending it (pydantic, e.g. an env entry
+            # without a name): the same verdict the API server would give, only earlier.
+            message = (
+                f"{kind} {obj['metadata']['name']} (refused by the kubernetes client before "
+                f"sending it): {_client_message(err)}"
+            )
+            raise ChildRejectedError(message) from err
         return created is not None
 
     def delete_pod(self, namespace: str, name: str) -> None:

@@ -18,6 +18,12 @@ values. Modules and optimizers are saved as state dicts (sharded ones through DC
 `get_state_dict`) and restored in place by `load_latest(into=state)`; other values are saved per
 rank with `torch.save` and come back as values. Every rank must call `maybe_save`/`load_latest`
 together: both use collectives when torch.distributed is initialised.
+
+Storage faults: every write to the checkpoint store is retried `STORAGE_RETRIES` times with
+exponential backoff (1, 2, 4, 8, 16 s: about 31 s of outage per file is ridden out and training
+goes on). Past that the save raises `CheckpointStorageError`, which the worker exits with as a
+transient failure (75): the operator restarts the gang from the newest complete checkpoint, up to
+`runPolicy.maxRestarts`. A save cut short never leaves a manifest, so it never counts.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .artifacts import open_fs, put_bytes, put_file, sha256_file
+from .artifacts import ArtifactUploadError, open_fs, put_bytes, put_file, sha256_file, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +50,16 @@ FULL_STATE = "state.pt"
 _STEP_DIR = re.compile(r"step-(\d+)$")
 
 
+STORAGE_RETRIES = 5
+STORAGE_BACKOFF_S = 1.0
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read."""
+
+
+class CheckpointStorageError(CheckpointError):
+    """The checkpoint store stayed unreachable through every retry of a write."""
 
 
 def _step_dir(step: int) -> str:
@@ -94,6 +108,8 @@ class CheckpointManager:
         layout: str = "data",
         endpoint: str | None = None,
         histogram: Any = None,
+        retries: int = STORAGE_RETRIES,
+        backoff: float = STORAGE_BACKOFF_S,
     ) -> None:
         if keep < 1:
             raise ValueError(f"checkpoint keep must be >= 1, got {keep}")
@@ -111,6 +127,8 @@ class CheckpointManager:
         )
         self.layout = layout
         self._histogram = histogram  # trainforge_checkpoint_seconds, if the caller has one
+        self.retries = retries
+        self.backoff = backoff
         self._fs, self._root = open_fs(self.uri, endpoint)
         self._last_time = time.monotonic()
         self._last_step: int | None = None
@@ -151,8 +169,9 @@ class CheckpointManager:
     def save(self, step: int, state: Mapping[str, Any]) -> None:
         """Write checkpoint `step` now (collective when distributed)."""
         remote = f"{self._root}/{_step_dir(step)}"
-        if self.rank == 0 and self._fs.exists(remote):
-            self._fs.rm(remote, recursive=True)  # leftover of a crashed attempt: no manifest
+        if self.rank == 0 and self._stored(f"look for {remote}", lambda: self._fs.exists(remote)):
+            # leftover of a crashed attempt: no manifest
+            self._stored(f"remove {remote}", lambda: self._fs.rm(remote, recursive=True))
         self._barrier()
         with tempfile.TemporaryDirectory(prefix=f"tf-ckpt-r{self.rank}-") as tmp:
             staging = Path(tmp)
@@ -168,7 +187,11 @@ class CheckpointManager:
                 "files": sorted(entries, key=lambda e: e["path"]),
                 "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
             }
-            put_bytes(self._fs, json.dumps(manifest, indent=2).encode(), f"{remote}/{MANIFEST}")
+            data = json.dumps(manifest, indent=2).encode()
+            self._stored(
+                f"write {remote}/{MANIFEST}",
+                lambda: put_bytes(self._fs, data, f"{remote}/{MANIFEST}"),
+            )
             self._prune()
         self._barrier()
 
@@ -191,9 +214,26 @@ class CheckpointManager:
         entries = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             rel = path.relative_to(staging).as_posix()
-            put_file(self._fs, path, f"{remote}/{rel}")
+            self._stored(
+                f"upload {remote}/{rel}",
+                lambda path=path, rel=rel: put_file(self._fs, path, f"{remote}/{rel}"),
+            )
             entries.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
         return entries
+
+    def _stored(self, what: str, write: Any) -> Any:
+        """One operation on the checkpoint store, retried through a short outage."""
+        try:
+            return with_retries(
+                f"checkpoint: {what}",
+                write,
+                retries=self.retries,
+                backoff=self.backoff,
+                hint="The checkpoint store is unreachable; the gang restarts from the newest "
+                "complete checkpoint.",
+            )
+        except ArtifactUploadError as err:
+            raise CheckpointStorageError(str(err)) from err.__cause__
 
     def _prune(self) -> None:
         """Keep the newest `keep` complete checkpoints; drop older ones and stale partials."""

@@ -17,6 +17,7 @@ from typing import Any
 import torch.distributed as dist
 
 from trainforge_api import exitcodes
+from trainforge_runtime.checkpoint import CheckpointStorageError
 from trainforge_runtime.session import current
 
 log = logging.getLogger("trainforge")
@@ -45,6 +46,10 @@ def failure_code(exc: Exception) -> int:
     if exitcodes.is_peer_failure(exc):
         print(f"trainforge: a peer rank failed: {exc}", file=sys.stderr, flush=True)
         summarize_failure(exitcodes.PEER_FAILURE, str(exc))
+        return exitcodes.TRANSIENT
+    if isinstance(exc, CheckpointStorageError):
+        print(f"trainforge: {exc}", file=sys.stderr, flush=True)
+        summarize_failure("CheckpointStorageUnreachable", str(exc))
         return exitcodes.TRANSIENT
     if isinstance(exc, dist.DistBackendError | dist.DistNetworkError | TimeoutError):
         print(f"trainforge: transient distributed failure: {exc}", file=sys.stderr, flush=True)

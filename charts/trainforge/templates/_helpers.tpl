@@ -68,6 +68,7 @@ app.kubernetes.io/component: operator
   "metricsPort" .Values.metrics.port
   "healthPort" .Values.healthPort
   "peering" (.Values.operator.peering | default nil)
+  "imagePullBackOffSeconds" (.Values.config.imagePullBackOffSeconds | default 300)
 }}
 {{- toYaml (merge $cfg (default dict .Values.config.extra)) }}
 {{- end }}

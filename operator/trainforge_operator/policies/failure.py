@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from trainforge_api import termination
-from trainforge_api.exitcodes import TRANSIENT
+from trainforge_api.exitcodes import TRANSIENT, UPLOAD_FAILED
 from trainforge_api.trainingjob import LastFailure, RunPolicy, TrainingJobSpec
 from trainforge_operator import builders, pods
 from trainforge_operator.names import worker_name
@@ -180,13 +180,13 @@ def gang_failed(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
         return True
     if classify(cause, spec.run_policy) == "permanent":
         success.absorb_summary(p, current)
-        fail(
-            p,
-            "WorkerFailed",
-            f"{cause.describe()} (a permanent failure: not restarted)",
-            spec.run_policy.clean_pod_policy,
-            cause,
-        )
+        reason, why = "WorkerFailed", "a permanent failure: not restarted"
+        if cause.exit_code == UPLOAD_FAILED:
+            # The upload never wrote its manifest: status must not point at a partial one.
+            p.status.artifacts = None
+            reason = "ArtifactUploadFailed"
+            why = "the artifact upload failed after its retries; nothing was published"
+        fail(p, reason, f"{cause.describe()} ({why})", spec.run_policy.clean_pod_policy, cause)
     else:
         restart(p, spec, cause, "WorkerFailed")
     return True

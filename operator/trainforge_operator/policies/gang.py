@@ -34,6 +34,21 @@ def prepare(p: Pass, spec: TrainingJobSpec) -> None:
         p.plan.update.append(context)
 
 
+def adopt(p: Pass) -> None:
+    """Pods of a newer attempt than the status records were created by a pass whose status
+    write was lost (a crash, a conflict): take their attempt as the current one instead of
+    deleting them as stale, so no attempt's pods are ever created twice."""
+    newest = max((a for a in map(pods.attempt, p.live) if a is not None), default=None)
+    if newest is None or newest <= p.status.attempt:
+        return
+    p.status.attempt = newest
+    p.status.restart_after = None
+    if condition_true(p.status.conditions, "Restarting"):
+        p.condition("Restarting", False, "GangRecreated", f"attempt {newest} created")
+    if p.status.phase == "Restarting":
+        p.set_phase("Pending", f"attempt {newest}: creating the gang")
+
+
 def split_attempts(p: Pass) -> tuple[list[Obj], list[Obj]]:
     """The live pods of the current attempt, and every pod of another attempt."""
     attempt = p.status.attempt

@@ -12,12 +12,21 @@ from trainforge_operator.status import parse_time
 
 # Without a readable spec: keep the finished pods and their logs, stop the running ones.
 DEFAULT_CLEAN_POD_POLICY = "Running"
+# Failures that leave no pods behind whatever cleanPodPolicy says (the gang never ran, or its
+# spec cannot run), so a later pass deletes what the failing pass did not get to.
+NO_LEFTOVERS = frozenset(
+    {"InvalidSpec", "PendingTimeout", "ReconcileError", "InvalidImageName", "ImagePullBackOff"}
+)
 
 
 def finished(p: Pass) -> None:
     """A Succeeded or Failed job: clean up its pods, and delete it once its TTL has elapsed."""
     spec = p.spec
-    cleanup(p, spec.run_policy.clean_pod_policy if spec else DEFAULT_CLEAN_POD_POLICY)
+    policy = spec.run_policy.clean_pod_policy if spec else DEFAULT_CLEAN_POD_POLICY
+    failed = next((c for c in p.status.conditions if c.type == "Failed"), None)
+    if failed is not None and failed.status == "True" and failed.reason in NO_LEFTOVERS:
+        policy = "All"
+    cleanup(p, policy)
     schedule_deletion(p)
 
 

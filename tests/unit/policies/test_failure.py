@@ -28,6 +28,9 @@ HEALTH_STOP = json.dumps(
         "findings": [{"rule": "nan_loss", "step": 12, "message": "loss is NaN", "action": "stop"}],
     }
 )
+UPLOAD_FAILED = json.dumps(
+    {"exitReason": "UploadFailed", "artifacts": {"uri": "s3://b/ml/digits/", "files": 2}}
+)
 VICTIM = make_pod(0, "Failed", exit_code=75, message=PEER_FALLOUT)  # finished at T0 + 5 s
 NODE_LOST = make_pod(1, "Failed", reason="NodeLost")  # no container ever terminated
 NODE_LOST["status"]["message"] = "node vanished"
@@ -163,6 +166,11 @@ CASES = [
         Want(phase="Failed", failed="WorkerFailed", deleted=[worker(1)], events=["WorkerFailed"],
              says="pod digits-worker-0 container worker exited with code 1",
              conditions={"Failed": "True"}, status={"lastFailure": {"exitCode": 1}})),
+    row("an artifact upload that failed (66) fails the job as ArtifactUploadFailed, no artifacts",
+        Seen({}, RUNNING, [make_pod(0, "Failed", exit_code=66, message=UPLOAD_FAILED)]),
+        Want(phase="Failed", failed="ArtifactUploadFailed", events=["ArtifactUploadFailed"],
+             says="nothing was published", conditions={"Failed": "True"},
+             status={"lastFailure": {"exitCode": 66}, "artifacts": None})),
     row("a retryable exit after maxRestarts fails the job",
         Seen({"runPolicy": {"maxRestarts": 2}}, {"phase": "Running", "restarts": 2},
              [make_pod(0, "Failed", exit_code=75)]),

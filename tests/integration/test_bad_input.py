@@ -1,0 +1,110 @@
+# ruff: noqa: F811  (pytest fixtures imported from operator_fixture are re-bound as arguments)
+"""Bad input against a real API server: rejected at apply naming the field, or, when only a
+child or a pass can find it out, the job Failed with the reason. Never an empty status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from operator_fixture import (  # noqa: F401  (fixtures)
+    GROUP,
+    PLURAL,
+    VERSION,
+    Cluster,
+    OperatorHandle,
+    kube_client,
+    operator_config_for,
+    tf_operator,
+    trainforge_crd,
+    wait_for,
+)
+from tf_controlplane import ControlPlane
+
+from trainforge_operator.controller import Controller
+from trainforge_operator.kube import KubeApi
+from trainforge_operator.progress import AnnotationProgressSource
+
+
+def job(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"command": ["python", "-m", "train"], **(spec or {})},
+    }
+
+
+APPLY_TIME = [
+    pytest.param({"resources": {"memory": "lots"}}, "spec.resources.memory", id="memory-lots"),
+    pytest.param({"resources": {"cpu": "-2"}}, "spec.resources.cpu", id="negative-cpu"),
+    pytest.param({"artifacts": {"uri": "s3:/bucket/x"}}, "spec.artifacts.uri: use s3://",
+                 id="artifacts-missing-slash"),
+    pytest.param({"checkpoint": {"uri": "ftp://host/ckpt"}}, "spec.checkpoint.uri: use s3://",
+                 id="checkpoint-bad-scheme"),
+    pytest.param({"checkpoint": {"uri": "ckpt/relative"}}, "spec.checkpoint.uri",
+                 id="checkpoint-relative-path"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "field"), APPLY_TIME)
+def test_rejected_at_apply_naming_the_field(
+    control_plane: ControlPlane, trainforge_crd: None, namespace: str, spec: Any, field: str
+) -> None:
+    proc = control_plane.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps(job("bad", spec))
+    )
+    assert proc.returncode != 0, "the API server accepted it"
+    assert field in proc.stderr, proc.stderr
+
+
+def test_env_without_a_name_is_invalid_spec_with_the_message(
+    control_plane: ControlPlane, namespace: str, kube_client: Any, tf_operator: OperatorHandle
+) -> None:
+    """The kubernetes client refuses the pod before sending it; the job says so at once."""
+    c = Cluster(kube_client, namespace)
+    c.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, job("noname", {"env": [{"value": "x"}]})
+    )
+    status = c.wait_phase("noname", "Failed", timeout=30)
+    assert "refused by the kubernetes client" in status["message"], status["message"]
+    assert ".name: Field required" in status["message"], status["message"]
+    invalid = next(x for x in status["conditions"] if x["type"] == "InvalidSpec")
+    assert invalid["status"] == "True"
+    assert not c.pods("noname")
+
+
+class BrokenApi(KubeApi):
+    """The real adapter with an operator bug in one call: listing pods raises KeyError."""
+
+    def list_pods(self, namespace: str, job: str, uid: str) -> list[Any]:
+        raise KeyError("items")
+
+
+def test_an_unforeseen_error_fails_the_job_with_it(
+    trainforge_crd: None, namespace: str, kube_client: Any
+) -> None:
+    c = Cluster(kube_client, namespace)
+    body = c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job("bug"))
+    config = operator_config_for(namespace).model_copy(update={"max_reconcile_errors": 2})
+    # The first pass writes Pending without listing pods; the next ones hit the bug.
+    controller = Controller(config, BrokenApi(kube_client), AnnotationProgressSource())
+
+    async def run() -> None:
+        controller.notify(namespace, "bug", body["metadata"]["resourceVersion"], body)
+        try:
+            for _ in range(60):
+                await asyncio.sleep(0.5)
+                if c.phase("bug") == "Failed":
+                    return
+        finally:
+            await controller.stop()
+
+    asyncio.run(run())
+    status = c.status("bug")
+    assert status["phase"] == "Failed", status
+    assert "KeyError: 'items'" in status["message"]
+    failed = next(x for x in status["conditions"] if x["type"] == "Failed")
+    assert failed["reason"] == "ReconcileError"
