@@ -327,8 +327,13 @@ def test_crds_enabled_toggles_the_templated_crd(helm: str, tmp_path: Path) -> No
         shutil.copy(generated, chart / "files" / "crds")
     crds = of_kind(render(helm, chart=chart), "CustomResourceDefinition")
     by_name = {c["metadata"]["name"]: c for c in crds}
-    assert set(by_name) == {"trainingjobs.trainforge.io", "trainingschedules.trainforge.io"}
+    assert set(by_name) == {
+        "trainingjobs.trainforge.io",
+        "trainingschedules.trainforge.io",
+        "trainingsweeps.trainforge.io",
+    }
     assert by_name["trainingschedules.trainforge.io"]["spec"]["names"]["shortNames"] == ["tsc"]
+    assert by_name["trainingsweeps.trainforge.io"]["spec"]["names"]["shortNames"] == ["tsw"]
     crd = by_name["trainingjobs.trainforge.io"]
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
