@@ -28,6 +28,7 @@ class JobCache:
     body: Obj | None = None  # the job as last read or written by us ...
     body_at: float = 0.0  # ... and when (monotonic)
     own_version: str = ""  # resourceVersion produced by our last status write
+    own_echoed: bool = True  # the watch has delivered that version (events after it are newer)
     seen_version: str = ""  # resourceVersion of the latest watch event for this job
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
@@ -37,8 +38,13 @@ class JobCache:
         if version:
             self.seen_version = version
         echo = bool(version) and version == self.own_version
-        if body is not None and not echo:
-            self.remember(body)
+        if echo:
+            self.own_echoed = True
+        elif body is not None:
+            # Before the echo of our own write arrives, an event may be an older version that
+            # the watch delivers late (a slow or cut stream): it must not stand in for what we
+            # wrote, or a pass would act on a stale attempt. Read the job afresh instead.
+            self.remember(body if self.own_echoed else None)
         return not echo
 
     def remember(self, body: Obj | None) -> None:
@@ -48,6 +54,7 @@ class JobCache:
     def wrote(self, stored: Obj) -> None:
         """Our status write returned `stored`; the watch will echo its resourceVersion."""
         self.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
+        self.own_echoed = not self.own_version
         self.remember(stored)
 
     def current_body(self, max_age: float) -> Obj | None:

@@ -31,6 +31,21 @@ def test_the_echo_of_our_own_write_is_no_news() -> None:
     assert cache.current_body(max_age=10) == body("8")
 
 
+def test_a_late_event_from_before_our_write_never_stands_in_for_it() -> None:
+    """The watch can deliver an older version after our write returned (a slow or cut stream);
+    acting on it recreated pods of an attempt the job had already left (the chaos suite's
+    watch-cut duplicate). Until our echo arrives, any other event means: read the job."""
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    assert cache.current_body(max_age=10) is None  # the watch still reports 5: read it
+    assert cache.watched("6", body("6")) is True  # late: older than our write
+    assert cache.current_body(max_age=10) is None  # not the stale 6: a GET instead
+    cache.watched("7", body("7"))  # our echo
+    cache.watched("9", body("9"))  # after the echo, events are newer than our write
+    assert cache.current_body(max_age=10) == body("9")
+
+
 @pytest.mark.parametrize(
     ("meta", "max_age", "known"),
     [
