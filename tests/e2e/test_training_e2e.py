@@ -26,8 +26,11 @@ def digits_job(name: str, epochs: int, **spec: Any) -> dict[str, Any]:
 
 
 def accuracy_of(status: dict[str, Any]) -> float:
-    values = [v for k, v in status.get("results", {}).items() if "acc" in k and "test" in k]
-    assert values, f"no test accuracy in status.results: {status.get('results')}"
+    results = status.get("results", {})
+    values = [v for k, v in results.items() if "acc" in k and "test" in k and "baseline" not in k]
+    assert values, f"no test accuracy in status.results: {results}"
+    baseline = results.get("baseline_test_accuracy")
+    assert baseline is None or float(values[0]) > float(baseline), f"not above baseline: {results}"
     return float(values[0])
 
 
