@@ -10,41 +10,29 @@ never creates a trial twice (deterministic names; AlreadyExists is success).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from trainforge_api.trainingsweep import TrainingSweepSpec
 from trainforge_operator import sweepmetrics
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
+from trainforge_operator.keyloops import Key, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.sweepdecision import SweepObserved, SweepPlan, decide_sweep
 from trainforge_operator.sweepkube import SweepApi
 
 log = logging.getLogger(__name__)
-Key = tuple[str, str]
 T = TypeVar("T")
-MAX_ERROR_BACKOFF = 60.0
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class _Loop:
-    wake: asyncio.Event
-    task: asyncio.Task[None] | None = None
-
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
 
 
 class SweepController:
@@ -55,7 +43,7 @@ class SweepController:
         self.kube = api
         self.api = SweepApi(api)
         self.clock = clock
-        self.loops: dict[Key, _Loop] = {}
+        self.loops = KeyLoops("sweep", self.reconcile, idle=config.resync_seconds, logger=log)
         self.executor = ThreadPoolExecutor(
             max_workers=max(2, config.api_concurrency // 4), thread_name_prefix="sweep-api"
         )
@@ -68,48 +56,16 @@ class SweepController:
         )
 
     def notify(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        loop = self.loops.get(key)
-        if loop is None:
-            loop = self.loops[key] = _Loop(wake=asyncio.Event())
-        if not loop.running():
-            loop.task = asyncio.create_task(self._run(key, loop), name=f"sweep {key}")
-        loop.wake.set()
+        self.loops.notify((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        loop = self.loops.pop(key, None)
-        if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
-            loop.task.cancel()
+        self.loops.forget(key)
         sweepmetrics.SWEEP_STATE.pop(key, None)
 
     async def stop(self) -> None:
-        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, self.events.stop(), return_exceptions=True)
-        self.loops.clear()
+        await self.loops.stop(self.events.stop())
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, key: Key, loop: _Loop) -> None:
-        backoff = 1.0
-        while True:
-            loop.wake.clear()
-            try:
-                requeue = await self.reconcile(key)
-                backoff = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconcile of sweep %s/%s failed; retrying in %.0fs", *key, backoff)
-                requeue, backoff = backoff, min(backoff * 2, MAX_ERROR_BACKOFF)
-            if key not in self.loops:
-                return
-            wait = self.config.resync_seconds if requeue is None else requeue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(loop.wake.wait(), timeout=min(wait, 3600.0))
-            if key not in self.loops:
-                return
 
     async def observe(self, key: Key) -> SweepObserved | None:
         namespace, name = key

@@ -14,17 +14,16 @@ a 30x clock makes an every-minute schedule fire every two seconds); sleeps are d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from trainforge_api.trainingschedule import TrainingScheduleSpec
 from trainforge_operator.events import EventPoster
+from trainforge_operator.keyloops import Key, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi
 from trainforge_operator.plan import Event
 from trainforge_operator.schedules import metrics
@@ -41,10 +40,8 @@ from trainforge_operator.status import parse_time
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-Key = tuple[str, str]
 T = TypeVar("T")
 CONFLICT_REQUEUE = 0.2
-MAX_ERROR_BACKOFF = 60.0
 
 
 def key_of(meta: Obj) -> Key:
@@ -53,15 +50,6 @@ def key_of(meta: Obj) -> Key:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class _Loop:
-    wake: asyncio.Event
-    task: asyncio.Task[None] | None = None
-
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
 
 
 class ScheduleController:
@@ -76,7 +64,9 @@ class ScheduleController:
         self.api = ScheduleApi(api)
         self.now = clock
         self.speed = speed
-        self.loops: dict[Key, _Loop] = {}
+        self.loops = KeyLoops(
+            "schedule", self.reconcile, idle=3600.0, speed=speed, min_wait=0.05, logger=log
+        )
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="schedules")
         self.events = EventPoster(functools.partial(self._call, api.post_event), self.now, 2)
         metrics.register_collector()
@@ -89,50 +79,16 @@ class ScheduleController:
     # --- wiring from kopf -----------------------------------------------------------------------
 
     def notify(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        loop = self.loops.get(key)
-        if loop is None:
-            loop = self.loops[key] = _Loop(wake=asyncio.Event())
-        if not loop.running():
-            loop.task = asyncio.create_task(self._run(key, loop), name=f"schedule {key}")
-        loop.wake.set()
+        self.loops.notify((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        loop = self.loops.pop(key, None)
-        if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
-            loop.task.cancel()
+        self.loops.forget(key)
         metrics.SCHEDULES.pop(key, None)
 
     async def stop(self) -> None:
-        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, self.events.stop(), return_exceptions=True)
-        self.loops.clear()
+        await self.loops.stop(self.events.stop())
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, key: Key, loop: _Loop) -> None:
-        backoff = 1.0
-        while True:
-            loop.wake.clear()
-            try:
-                requeue = await self.reconcile(key)
-                backoff = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "reconcile of schedule %s/%s failed; retrying in %.0fs", *key, backoff
-                )
-                requeue, backoff = backoff * self.speed, min(backoff * 2, MAX_ERROR_BACKOFF)
-            if key not in self.loops:
-                return
-            wait = 3600.0 if requeue is None else min(requeue / self.speed, 3600.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(loop.wake.wait(), timeout=max(wait, 0.05))
-            if key not in self.loops:
-                return
 
     # --- one pass -------------------------------------------------------------------------------
 
