@@ -18,14 +18,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from trainforge_api.trainingsweep import TrainingSweepSpec
+from trainforge_api.trainingsweep import PLURAL, TrainingSweepSpec
 from trainforge_operator import sweepmetrics
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
 from trainforge_operator.keyloops import Key, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.ownerapi import OwnerApi
 from trainforge_operator.sweepdecision import SweepObserved, SweepPlan, decide_sweep
-from trainforge_operator.sweepkube import SweepApi
+from trainforge_sweep.trials import LABEL_SWEEP
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,7 +42,8 @@ class SweepController:
     ) -> None:
         self.config = config
         self.kube = api
-        self.api = SweepApi(api)
+        # a refused trial is reported with the API server's whole answer
+        self.api = OwnerApi(api, PLURAL, LABEL_SWEEP, why_rejected=lambda err: err.body)
         self.clock = clock
         self.loops = KeyLoops("sweep", self.reconcile, idle=config.resync_seconds, logger=log)
         self.executor = ThreadPoolExecutor(
@@ -69,16 +71,16 @@ class SweepController:
 
     async def observe(self, key: Key) -> SweepObserved | None:
         namespace, name = key
-        body = await self._call(self.api.get_sweep, namespace, name)
+        body = await self._call(self.api.get, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
-        trials = await self._call(self.api.list_trials, namespace, name)
+        trials = await self._call(self.api.list_children, namespace, name)
         uid = body["metadata"].get("uid")
         mine = [t for t in trials if _owned_by(t, uid)]
         warm: list[Obj] = []
         for other in (body.get("spec") or {}).get("warmStartFrom") or []:
             if other != name:
-                warm.extend(await self._call(self.api.list_trials, namespace, other))
+                warm.extend(await self._call(self.api.list_children, namespace, other))
         return SweepObserved(body=body, trials=mine, warm=warm, now=self.clock())
 
     async def reconcile(self, key: Key) -> float | None:
@@ -105,14 +107,14 @@ class SweepController:
         """Create trials, annotate (prune, bookkeeping) and delete (retention) trials."""
         namespace = observed.body["metadata"]["namespace"]
         current = {t["metadata"]["name"]: t for t in observed.trials}
-        created = await asyncio.gather(*(self._call(self.api.create_trial, t) for t in plan.create))
+        created = await asyncio.gather(*(self._call(self.api.create_child, t) for t in plan.create))
         for body, new in zip(plan.create, created, strict=True):
             verb = "created" if new else "exists"
             log.info("%s trial %s/%s", verb, namespace, body["metadata"]["name"])
         for name, wanted in plan.annotate.items():
             have = (current.get(name, {}).get("metadata", {}).get("annotations")) or {}
             if any(have.get(k) != v for k, v in wanted.items()):
-                await self._call(self.api.annotate_trial, namespace, name, wanted)
+                await self._call(self.api.annotate_child, namespace, name, wanted)
         for name in plan.delete:
             if name in current:
                 await self._call(self.kube.delete_job, namespace, name)

@@ -21,20 +21,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from trainforge_api.trainingschedule import TrainingScheduleSpec
+from trainforge_api.trainingschedule import PLURAL, TrainingScheduleSpec
 from trainforge_operator.events import EventPoster
 from trainforge_operator.keyloops import Key, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi
+from trainforge_operator.ownerapi import OwnerApi
 from trainforge_operator.plan import Event
 from trainforge_operator.schedules import metrics
-from trainforge_operator.schedules.api import ScheduleApi
 from trainforge_operator.schedules.decision import (
     ScheduleObserved,
     SchedulePlan,
     decide,
     wants_data,
 )
-from trainforge_operator.schedules.runs import Run, read_run
+from trainforge_operator.schedules.runs import LABEL_SCHEDULE, Run, read_run
 from trainforge_operator.schedules.storage import DataError, fingerprint, write_pointer
 from trainforge_operator.status import parse_time
 
@@ -61,7 +61,7 @@ class ScheduleController:
         threads: int = 4,
     ) -> None:
         self.kube = api
-        self.api = ScheduleApi(api)
+        self.api = OwnerApi(api, PLURAL, LABEL_SCHEDULE)
         self.now = clock
         self.speed = speed
         self.loops = KeyLoops(
@@ -94,12 +94,12 @@ class ScheduleController:
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
-        body = await self._call(self.api.get_schedule, namespace, name)
+        body = await self._call(self.api.get, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return None
         uid = body["metadata"].get("uid")
-        children = await self._call(self.api.list_runs, namespace, name)
+        children = await self._call(self.api.list_children, namespace, name)
         runs = [
             run
             for child in children
@@ -141,7 +141,7 @@ class ScheduleController:
             await self._call(self.kube.delete_job, namespace, run)
         for job in plan.create:
             try:
-                new = await self._call(self.api.create_run, job)
+                new = await self._call(self.api.create_child, job)
                 log.info(
                     "%s run %s/%s",
                     "created" if new else "exists",
