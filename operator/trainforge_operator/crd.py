@@ -12,7 +12,7 @@ objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`)
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel
@@ -125,8 +125,22 @@ def spec_schema() -> Schema:
     return schema
 
 
+def template_schema(description: str) -> Schema:
+    """The TrainingJob spec as a template inside another resource: its cross-field CEL rules but
+    not its transition rules (`oldSelf`), since a template may change (the next child uses it)."""
+    template = spec_schema()
+    template["x-kubernetes-validations"] = [r.crd() for r in rules.SPEC_RULES]
+    template["description"] = description
+    return template
+
+
 def status_schema() -> Schema:
-    schema = _model_schema(trainingjob.TrainingJobStatus)
+    return status_schema_of(trainingjob.TrainingJobStatus)
+
+
+def status_schema_of(model: type[BaseModel]) -> Schema:
+    """A status written only by the operator: conditions as a map by type, no defaults."""
+    schema = _model_schema(model)
     schema["description"] = "Observed state, written by the operator."
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
@@ -136,6 +150,14 @@ def status_schema() -> Schema:
         sub.pop("default", None)
     return schema
 
+
+AGE_COLUMN: Schema = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+MESSAGE_COLUMN: Schema = {
+    "name": "Message",
+    "type": "string",
+    "jsonPath": ".status.message",
+    "priority": 1,
+}
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Layout", "type": "string", "jsonPath": ".spec.parallelism.layout"},
@@ -151,43 +173,74 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.metrics.loss"},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    AGE_COLUMN,
+    MESSAGE_COLUMN,
 ]
 
 
 def build_crd() -> Schema:
     """The whole CustomResourceDefinition object."""
+    return custom_resource(
+        trainingjob,
+        "A distributed PyTorch training job run as a supervised gang of pods.",
+        spec_schema(),
+        status_schema(),
+        PRINTER_COLUMNS,
+        ROOT_RULES,
+    )
+
+
+class ResourceNames(Protocol):
+    """A resource's names: the constants of its module in trainforge_api."""
+
+    KIND: str
+    PLURAL: str
+    SINGULAR: str
+    SHORT_NAMES: list[str]
+    CATEGORIES: list[str]
+
+
+def custom_resource(
+    names: ResourceNames,
+    description: str,
+    spec: Schema,
+    status: Schema,
+    columns: list[Schema],
+    root_rules: list[Schema] | None = None,
+) -> Schema:
+    """A namespaced CustomResourceDefinition of the group: one served and stored version with a
+    status subresource, printer columns, and `root_rules` (CEL on the whole object) if any."""
     root: Schema = {
         "type": "object",
-        "description": "A distributed PyTorch training job run as a supervised gang of pods.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec_schema(),
-            "status": status_schema(),
+            "spec": spec,
+            "status": status,
         },
-        "x-kubernetes-validations": ROOT_RULES,
     }
+    if root_rules is not None:
+        root["x-kubernetes-validations"] = root_rules
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{trainingjob.PLURAL}.{GROUP}",
+            "name": f"{names.PLURAL}.{GROUP}",
             "labels": {"app.kubernetes.io/part-of": "trainforge"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": trainingjob.KIND,
-                "listKind": f"{trainingjob.KIND}List",
-                "plural": trainingjob.PLURAL,
-                "singular": trainingjob.SINGULAR,
-                "shortNames": trainingjob.SHORT_NAMES,
-                "categories": trainingjob.CATEGORIES,
+                "kind": names.KIND,
+                "listKind": f"{names.KIND}List",
+                "plural": names.PLURAL,
+                "singular": names.SINGULAR,
+                "shortNames": names.SHORT_NAMES,
+                "categories": names.CATEGORIES,
             },
             "versions": [
                 {
@@ -195,7 +248,7 @@ def build_crd() -> Schema:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
