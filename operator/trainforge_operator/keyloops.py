@@ -2,7 +2,8 @@
 
 Every controller runs one reconcile loop per object so that one task is the only writer of that
 object's status. The TrainingSweep and TrainingSchedule controllers run the very same loop around a
-different pass (`KeyLoops`); the TrainingJob controller keeps its own loop (admission slots, a
+different pass (`KeyLoops`) and the same wiring around it (`KeyedController`); the TrainingJob
+controller keeps its own loop (admission slots, a
 body cache, counting unforeseen errors) and shares only `cancel` and `stop_all`.
 """
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -26,6 +29,7 @@ class HasTask(Protocol):
 
 
 L = TypeVar("L", bound=HasTask)
+T = TypeVar("T")
 
 
 def cancel(loops: MutableMapping[Key, L], key: Key) -> None:
@@ -123,3 +127,38 @@ class KeyLoops:
                 )
             if key not in self.loops:
                 return
+
+
+class Stoppable(Protocol):
+    def stop(self) -> Awaitable[object]: ...
+
+
+class KeyedController:
+    """What a controller built on `KeyLoops` shares: blocking API calls run in its own thread
+    pool (`_call`), and kopf's watch events reach the loops through notify/forget/stop.
+    Subclasses set `loops`, `executor` and `events`, and drop their per-object metrics in
+    `_forgotten`."""
+
+    loops: KeyLoops
+    executor: ThreadPoolExecutor
+    events: Stoppable
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(fn, *args)
+        )
+
+    def notify(self, namespace: str, name: str) -> None:
+        self.loops.notify((namespace, name))
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.loops.forget(key)
+        self._forgotten(key)
+
+    def _forgotten(self, key: Key) -> None:
+        """The object is gone: drop what is kept about it (its metrics)."""
+
+    async def stop(self) -> None:
+        await self.loops.stop(self.events.stop())
+        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -16,27 +16,27 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
 from trainforge_api.trainingsweep import PLURAL, TrainingSweepSpec
 from trainforge_operator import sweepmetrics
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
-from trainforge_operator.keyloops import Key, KeyLoops
+from trainforge_operator.keyloops import Key, KeyedController, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.ownerapi import OwnerApi
 from trainforge_operator.sweepdecision import SweepObserved, SweepPlan, decide_sweep
 from trainforge_sweep.trials import LABEL_SWEEP
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class SweepController:
+class SweepController(KeyedController):
+    events: EventPoster
+
     def __init__(
         self, config: OperatorConfig, api: KubeApi, clock: Callable[[], dt.datetime] = utcnow
     ) -> None:
@@ -52,22 +52,8 @@ class SweepController:
         self.events = EventPoster(functools.partial(self._call, api.post_event), clock, at_once=2)
         sweepmetrics.register_collector()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(fn, *args)
-        )
-
-    def notify(self, namespace: str, name: str) -> None:
-        self.loops.notify((namespace, name))
-
-    def forget(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        self.loops.forget(key)
+    def _forgotten(self, key: Key) -> None:
         sweepmetrics.SWEEP_STATE.pop(key, None)
-
-    async def stop(self) -> None:
-        await self.loops.stop(self.events.stop())
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def observe(self, key: Key) -> SweepObserved | None:
         namespace, name = key

@@ -13,17 +13,16 @@ a 30x clock makes an every-minute schedule fire every two seconds); sleeps are d
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from trainforge_api.trainingschedule import PLURAL, TrainingScheduleSpec
 from trainforge_operator.events import EventPoster
-from trainforge_operator.keyloops import Key, KeyLoops
+from trainforge_operator.keyloops import Key, KeyedController, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi
 from trainforge_operator.ownerapi import OwnerApi
 from trainforge_operator.plan import Event
@@ -40,7 +39,6 @@ from trainforge_operator.status import parse_time
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-T = TypeVar("T")
 CONFLICT_REQUEUE = 0.2
 
 
@@ -52,7 +50,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class ScheduleController:
+class ScheduleController(KeyedController):
+    events: EventPoster
+
     def __init__(
         self,
         api: KubeApi,
@@ -71,24 +71,8 @@ class ScheduleController:
         self.events = EventPoster(functools.partial(self._call, api.post_event), self.now, 2)
         metrics.register_collector()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(fn, *args)
-        )
-
-    # --- wiring from kopf -----------------------------------------------------------------------
-
-    def notify(self, namespace: str, name: str) -> None:
-        self.loops.notify((namespace, name))
-
-    def forget(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        self.loops.forget(key)
+    def _forgotten(self, key: Key) -> None:
         metrics.SCHEDULES.pop(key, None)
-
-    async def stop(self) -> None:
-        await self.loops.stop(self.events.stop())
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- one pass -------------------------------------------------------------------------------
 
