@@ -12,6 +12,7 @@ objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`)
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, Protocol
 
 import yaml
@@ -280,7 +281,8 @@ def _type_of(node: Schema) -> str:
     return kind
 
 
-def _rows(node: Schema, prefix: str) -> list[str]:
+def _rows(node: Schema, prefix: str, templates: Collection[str] = ()) -> list[str]:
+    """One row per field, depth first; an embedded TrainingJob spec (`templates`) is one row."""
     rows: list[str] = []
     for name, sub in (node.get("properties") or {}).items():
         path = f"{prefix}.{name}"
@@ -293,8 +295,12 @@ def _rows(node: Schema, prefix: str) -> list[str]:
             limits.append(f"≤ {sub['maximum']}")
         desc = str(sub.get("description", "")).replace("\n", " ").replace("|", "\\|")
         extra = f" ({', '.join(limits)})" if limits else ""
+        if name in templates:
+            extra += " A TrainingJob spec: its fields and rules are the TrainingJob's (above)."
         rows.append(f"| `{path}` | {_type_of(sub)} | {shown} | {desc}{extra} |")
         item = sub.get("items", {})
+        if name in templates:
+            continue
         if sub.get("properties"):
             rows.extend(_rows(sub, path))
         elif item.get("properties"):
@@ -302,26 +308,45 @@ def _rows(node: Schema, prefix: str) -> list[str]:
     return rows
 
 
-def render_reference(crd: Schema) -> str:
-    """Markdown tables of every spec and status field, from the generated schema."""
+def _rules(node: Schema, templates: Collection[str] = ()) -> list[Schema]:
+    """Every CEL rule of the schema, outer ones first, not those inside `templates`."""
+    found: list[Schema] = list(node.get("x-kubernetes-validations") or [])
+    for name, sub in (node.get("properties") or {}).items():
+        if name not in templates:
+            found.extend(_rules(sub, templates))
+    items = node.get("items")
+    if isinstance(items, dict):
+        found.extend(_rules(items, templates))
+    return found
+
+
+def reference_markers(kind: str) -> tuple[str, str]:
+    """The comments around a resource's generated block (the TrainingJob's kept their name)."""
+    if kind == trainingjob.KIND:
+        return REFERENCE_BEGIN, REFERENCE_END
+    return (
+        f"<!-- BEGIN GENERATED {kind} FIELD REFERENCE (hack/gen_crds.py) -->",
+        f"<!-- END GENERATED {kind} FIELD REFERENCE -->",
+    )
+
+
+def render_reference(crd: Schema, templates: Collection[str] = ()) -> str:
+    """Markdown tables of every spec and status field and every CEL rule, from the generated
+    schema; `templates` name embedded TrainingJob specs, shown as one row each."""
     root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    begin, end = reference_markers(crd["spec"]["names"]["kind"])
     head = ["| Field | Type | Default | Description |", "|---|---|---|---|"]
 
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    rule_rows = [
-        f"| `{esc(r['rule'])}` | {esc(r['message'])} |"
-        for r in root["x-kubernetes-validations"]
-        + root["properties"]["spec"]["x-kubernetes-validations"]
-        + root["properties"]["spec"]["properties"]["parallelism"]["x-kubernetes-validations"]
-    ]
+    rule_rows = [f"| `{esc(r['rule'])}` | {esc(r['message'])} |" for r in _rules(root, templates)]
     parts = [
-        REFERENCE_BEGIN,
+        begin,
         "### spec",
         "",
         *head,
-        *_rows(root["properties"]["spec"], "spec"),
+        *_rows(root["properties"]["spec"], "spec", templates),
         "",
         "### status",
         "",
@@ -333,16 +358,19 @@ def render_reference(crd: Schema) -> str:
         "| Rule | Message |",
         "|---|---|",
         *rule_rows,
-        REFERENCE_END,
+        end,
     ]
     return "\n".join(parts)
 
 
-def update_reference(text: str, crd: Schema) -> str:
-    """Replace the generated block in docs/api-reference.md (appended when missing)."""
-    block = render_reference(crd)
-    if REFERENCE_BEGIN in text and REFERENCE_END in text:
-        before = text.split(REFERENCE_BEGIN)[0]
-        after = text.split(REFERENCE_END, 1)[1]
+def update_reference(text: str, crd: Schema, templates: Collection[str] = ()) -> str:
+    """Replace the resource's generated block in docs/api-reference.md (appended under a
+    `## <Kind> field reference` heading when missing); the text around it is kept."""
+    block = render_reference(crd, templates)
+    begin, end = reference_markers(crd["spec"]["names"]["kind"])
+    if begin in text and end in text:
+        before = text.split(begin)[0]
+        after = text.split(end, 1)[1]
         return before + block + after
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    kind = crd["spec"]["names"]["kind"]
+    return text.rstrip("\n") + f"\n\n## {kind} field reference\n\n" + block + "\n"
