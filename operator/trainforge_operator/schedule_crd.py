@@ -8,43 +8,35 @@ schedule's template may change, the next run uses the new one).
 from __future__ import annotations
 
 from trainforge_api import schedule_rules, trainingschedule
-from trainforge_operator.crd import (
-    AGE_COLUMN,
-    MESSAGE_COLUMN,
-    Schema,
-    _model_schema,
-    custom_resource,
-    status_schema_of,
-    template_schema,
-)
+from trainforge_operator import crd
 
-PRINTER_COLUMNS: list[Schema] = [
+PRINTER_COLUMNS: list[crd.Schema] = [
     {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
     {"name": "Last run", "type": "string", "jsonPath": ".status.lastRun"},
     {"name": "Last result", "type": "string", "jsonPath": ".status.lastResult"},
     {"name": "Champion metric", "type": "number", "jsonPath": ".status.champion.metric"},
     {"name": "Next run", "type": "string", "jsonPath": ".status.nextRun"},
-    AGE_COLUMN,
+    crd.AGE_COLUMN,
     {"name": "Champion", "type": "string", "jsonPath": ".status.champion.run", "priority": 1},
-    MESSAGE_COLUMN,
+    crd.MESSAGE_COLUMN,
 ]
 
 
-def schedule_spec_schema() -> Schema:
-    schema = _model_schema(trainingschedule.TrainingScheduleSpec)
+def schedule_spec_schema() -> crd.Schema:
+    schema = crd._model_schema(trainingschedule.TrainingScheduleSpec)
     schema["description"] = "When to retrain, what to run, and what a better model is."
-    schema["properties"]["jobTemplate"] = template_schema("The TrainingJob spec of every run.")
+    schema["properties"]["jobTemplate"] = crd.template_schema("The TrainingJob spec of every run.")
     schema["x-kubernetes-validations"] = [r.crd() for r in schedule_rules.SPEC_RULES]
     return schema
 
 
-def schedule_status_schema() -> Schema:
-    return status_schema_of(trainingschedule.TrainingScheduleStatus)
+def schedule_status_schema() -> crd.Schema:
+    return crd.status_schema_of(trainingschedule.TrainingScheduleStatus)
 
 
-def build_schedule_crd() -> Schema:
+def build_schedule_crd() -> crd.Schema:
     """The whole TrainingSchedule CustomResourceDefinition object."""
-    return custom_resource(
+    return crd.custom_resource(
         trainingschedule,
         "Retrains a TrainingJob on a cron schedule or when its data changes, and "
         "promotes a run only when it beats its baseline and the current champion.",

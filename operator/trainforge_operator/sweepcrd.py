@@ -9,17 +9,9 @@ The sweep's cross-field rules come from `trainforge_api.sweeprules`.
 from __future__ import annotations
 
 from trainforge_api import sweeprules, trainingsweep
-from trainforge_operator.crd import (
-    AGE_COLUMN,
-    MESSAGE_COLUMN,
-    Schema,
-    _model_schema,
-    custom_resource,
-    status_schema_of,
-    template_schema,
-)
+from trainforge_operator import crd
 
-PRINTER_COLUMNS: list[Schema] = [
+PRINTER_COLUMNS: list[crd.Schema] = [
     {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm.type"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {
@@ -31,20 +23,20 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Running", "type": "integer", "jsonPath": ".status.trials.running"},
     {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.value"},
     {"name": "Best trial", "type": "string", "jsonPath": ".status.bestTrial.name"},
-    AGE_COLUMN,
-    MESSAGE_COLUMN,
+    crd.AGE_COLUMN,
+    crd.MESSAGE_COLUMN,
 ]
 
 
-def sweep_spec_schema() -> Schema:
-    schema = _model_schema(trainingsweep.TrainingSweepSpec)
+def sweep_spec_schema() -> crd.Schema:
+    schema = crd._model_schema(trainingsweep.TrainingSweepSpec)
     schema["description"] = "Desired state: objective, search space, algorithm, limits, template."
     props = schema["properties"]
     # Absent lists are [] for the CEL rules (which error on a missing key instead of comparing).
     for sub in props.values():
         if sub.get("type") == "array":
             sub.setdefault("default", [])
-    props["trialTemplate"] = template_schema(props["trialTemplate"].get("description", ""))
+    props["trialTemplate"] = crd.template_schema(props["trialTemplate"].get("description", ""))
     item = props["parameters"]["items"]
     item["properties"]["choices"].setdefault("default", [])
     item["x-kubernetes-validations"] = [
@@ -57,13 +49,13 @@ def sweep_spec_schema() -> Schema:
     return schema
 
 
-def sweep_status_schema() -> Schema:
-    return status_schema_of(trainingsweep.TrainingSweepStatus)
+def sweep_status_schema() -> crd.Schema:
+    return crd.status_schema_of(trainingsweep.TrainingSweepStatus)
 
 
-def build_sweep_crd() -> Schema:
+def build_sweep_crd() -> crd.Schema:
     """The whole TrainingSweep CustomResourceDefinition object."""
-    return custom_resource(
+    return crd.custom_resource(
         trainingsweep,
         "A hyperparameter search whose trials are TrainingJobs, driven by Optuna.",
         sweep_spec_schema(),
