@@ -55,7 +55,10 @@ def main() -> int:
     for path in SWEEP_OUTPUTS:
         _write(path, sweep)
     old = REFERENCE.read_text() if REFERENCE.exists() else "# TrainingJob API reference\n"
-    _write(REFERENCE, update_reference(old, crd))
+    reference = update_reference(old, crd)
+    reference = update_reference(reference, build_sweep_crd(), templates=["trialTemplate"])
+    reference = update_reference(reference, build_schedule_crd(), templates=["jobTemplate"])
+    _write(REFERENCE, reference)
     schedule_text = render_yaml(build_schedule_crd())
     for path in SCHEDULE_OUTPUTS:
         _write(path, schedule_text)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trainforge_api.context import InvalidSpecError, parse_spec
-from trainforge_operator import decision, kube, metrics, pods
+from trainforge_operator import decision, keyloops, kube, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
@@ -127,19 +127,13 @@ class Controller:
     def forget(self, namespace: str, name: str) -> None:
         """The job is gone: stop its loop and drop its metrics."""
         key = (namespace, name)
-        loop = self.loops.pop(key, None)
-        if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
-            loop.task.cancel()
+        keyloops.cancel(self.loops, key)
         metrics.JOB_STATE.pop(key, None)
         with contextlib.suppress(KeyError):
             metrics.JOB_RESTARTS.remove(namespace, name)
 
     async def stop(self) -> None:
-        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, self.events.stop(), return_exceptions=True)
-        self.loops.clear()
+        await keyloops.stop_all(self.loops, self.events.stop())
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the loop -------------------------------------------------------------------------------

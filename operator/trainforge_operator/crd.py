@@ -12,7 +12,8 @@ objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`)
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel
@@ -125,8 +126,22 @@ def spec_schema() -> Schema:
     return schema
 
 
+def template_schema(description: str) -> Schema:
+    """The TrainingJob spec as a template inside another resource: its cross-field CEL rules but
+    not its transition rules (`oldSelf`), since a template may change (the next child uses it)."""
+    template = spec_schema()
+    template["x-kubernetes-validations"] = [r.crd() for r in rules.SPEC_RULES]
+    template["description"] = description
+    return template
+
+
 def status_schema() -> Schema:
-    schema = _model_schema(trainingjob.TrainingJobStatus)
+    return status_schema_of(trainingjob.TrainingJobStatus)
+
+
+def status_schema_of(model: type[BaseModel]) -> Schema:
+    """A status written only by the operator: conditions as a map by type, no defaults."""
+    schema = _model_schema(model)
     schema["description"] = "Observed state, written by the operator."
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
@@ -136,6 +151,14 @@ def status_schema() -> Schema:
         sub.pop("default", None)
     return schema
 
+
+AGE_COLUMN: Schema = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+MESSAGE_COLUMN: Schema = {
+    "name": "Message",
+    "type": "string",
+    "jsonPath": ".status.message",
+    "priority": 1,
+}
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Layout", "type": "string", "jsonPath": ".spec.parallelism.layout"},
@@ -151,43 +174,74 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.metrics.loss"},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    AGE_COLUMN,
+    MESSAGE_COLUMN,
 ]
 
 
 def build_crd() -> Schema:
     """The whole CustomResourceDefinition object."""
+    return custom_resource(
+        trainingjob,
+        "A distributed PyTorch training job run as a supervised gang of pods.",
+        spec_schema(),
+        status_schema(),
+        PRINTER_COLUMNS,
+        ROOT_RULES,
+    )
+
+
+class ResourceNames(Protocol):
+    """A resource's names: the constants of its module in trainforge_api."""
+
+    KIND: str
+    PLURAL: str
+    SINGULAR: str
+    SHORT_NAMES: list[str]
+    CATEGORIES: list[str]
+
+
+def custom_resource(
+    names: ResourceNames,
+    description: str,
+    spec: Schema,
+    status: Schema,
+    columns: list[Schema],
+    root_rules: list[Schema] | None = None,
+) -> Schema:
+    """A namespaced CustomResourceDefinition of the group: one served and stored version with a
+    status subresource, printer columns, and `root_rules` (CEL on the whole object) if any."""
     root: Schema = {
         "type": "object",
-        "description": "A distributed PyTorch training job run as a supervised gang of pods.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec_schema(),
-            "status": status_schema(),
+            "spec": spec,
+            "status": status,
         },
-        "x-kubernetes-validations": ROOT_RULES,
     }
+    if root_rules is not None:
+        root["x-kubernetes-validations"] = root_rules
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{trainingjob.PLURAL}.{GROUP}",
+            "name": f"{names.PLURAL}.{GROUP}",
             "labels": {"app.kubernetes.io/part-of": "trainforge"},
         },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": trainingjob.KIND,
-                "listKind": f"{trainingjob.KIND}List",
-                "plural": trainingjob.PLURAL,
-                "singular": trainingjob.SINGULAR,
-                "shortNames": trainingjob.SHORT_NAMES,
-                "categories": trainingjob.CATEGORIES,
+                "kind": names.KIND,
+                "listKind": f"{names.KIND}List",
+                "plural": names.PLURAL,
+                "singular": names.SINGULAR,
+                "shortNames": names.SHORT_NAMES,
+                "categories": names.CATEGORIES,
             },
             "versions": [
                 {
@@ -195,7 +249,7 @@ def build_crd() -> Schema:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -227,7 +281,8 @@ def _type_of(node: Schema) -> str:
     return kind
 
 
-def _rows(node: Schema, prefix: str) -> list[str]:
+def _rows(node: Schema, prefix: str, templates: Collection[str] = ()) -> list[str]:
+    """One row per field, depth first; an embedded TrainingJob spec (`templates`) is one row."""
     rows: list[str] = []
     for name, sub in (node.get("properties") or {}).items():
         path = f"{prefix}.{name}"
@@ -240,8 +295,12 @@ def _rows(node: Schema, prefix: str) -> list[str]:
             limits.append(f"≤ {sub['maximum']}")
         desc = str(sub.get("description", "")).replace("\n", " ").replace("|", "\\|")
         extra = f" ({', '.join(limits)})" if limits else ""
+        if name in templates:
+            extra += " A TrainingJob spec: its fields and rules are the TrainingJob's (above)."
         rows.append(f"| `{path}` | {_type_of(sub)} | {shown} | {desc}{extra} |")
         item = sub.get("items", {})
+        if name in templates:
+            continue
         if sub.get("properties"):
             rows.extend(_rows(sub, path))
         elif item.get("properties"):
@@ -249,26 +308,45 @@ def _rows(node: Schema, prefix: str) -> list[str]:
     return rows
 
 
-def render_reference(crd: Schema) -> str:
-    """Markdown tables of every spec and status field, from the generated schema."""
+def _rules(node: Schema, templates: Collection[str] = ()) -> list[Schema]:
+    """Every CEL rule of the schema, outer ones first, not those inside `templates`."""
+    found: list[Schema] = list(node.get("x-kubernetes-validations") or [])
+    for name, sub in (node.get("properties") or {}).items():
+        if name not in templates:
+            found.extend(_rules(sub, templates))
+    items = node.get("items")
+    if isinstance(items, dict):
+        found.extend(_rules(items, templates))
+    return found
+
+
+def reference_markers(kind: str) -> tuple[str, str]:
+    """The comments around a resource's generated block (the TrainingJob's kept their name)."""
+    if kind == trainingjob.KIND:
+        return REFERENCE_BEGIN, REFERENCE_END
+    return (
+        f"<!-- BEGIN GENERATED {kind} FIELD REFERENCE (hack/gen_crds.py) -->",
+        f"<!-- END GENERATED {kind} FIELD REFERENCE -->",
+    )
+
+
+def render_reference(crd: Schema, templates: Collection[str] = ()) -> str:
+    """Markdown tables of every spec and status field and every CEL rule, from the generated
+    schema; `templates` name embedded TrainingJob specs, shown as one row each."""
     root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    begin, end = reference_markers(crd["spec"]["names"]["kind"])
     head = ["| Field | Type | Default | Description |", "|---|---|---|---|"]
 
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    rule_rows = [
-        f"| `{esc(r['rule'])}` | {esc(r['message'])} |"
-        for r in root["x-kubernetes-validations"]
-        + root["properties"]["spec"]["x-kubernetes-validations"]
-        + root["properties"]["spec"]["properties"]["parallelism"]["x-kubernetes-validations"]
-    ]
+    rule_rows = [f"| `{esc(r['rule'])}` | {esc(r['message'])} |" for r in _rules(root, templates)]
     parts = [
-        REFERENCE_BEGIN,
+        begin,
         "### spec",
         "",
         *head,
-        *_rows(root["properties"]["spec"], "spec"),
+        *_rows(root["properties"]["spec"], "spec", templates),
         "",
         "### status",
         "",
@@ -280,16 +358,19 @@ def render_reference(crd: Schema) -> str:
         "| Rule | Message |",
         "|---|---|",
         *rule_rows,
-        REFERENCE_END,
+        end,
     ]
     return "\n".join(parts)
 
 
-def update_reference(text: str, crd: Schema) -> str:
-    """Replace the generated block in docs/api-reference.md (appended when missing)."""
-    block = render_reference(crd)
-    if REFERENCE_BEGIN in text and REFERENCE_END in text:
-        before = text.split(REFERENCE_BEGIN)[0]
-        after = text.split(REFERENCE_END, 1)[1]
+def update_reference(text: str, crd: Schema, templates: Collection[str] = ()) -> str:
+    """Replace the resource's generated block in docs/api-reference.md (appended under a
+    `## <Kind> field reference` heading when missing); the text around it is kept."""
+    block = render_reference(crd, templates)
+    begin, end = reference_markers(crd["spec"]["names"]["kind"])
+    if begin in text and end in text:
+        before = text.split(begin)[0]
+        after = text.split(end, 1)[1]
         return before + block + after
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    kind = crd["spec"]["names"]["kind"]
+    return text.rstrip("\n") + f"\n\n## {kind} field reference\n\n" + block + "\n"

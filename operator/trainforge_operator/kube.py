@@ -249,7 +249,13 @@ class KubeApi:
         )
 
     def replace_status(self, body: Obj, status: Obj) -> Obj | None:
-        """PUT the status at the observed resourceVersion: the stored object, None on 404/409."""
+        """PUT the TrainingJob's status at the observed resourceVersion: the stored object,
+        None on 404/409."""
+        return self.replace_custom_status(PLURAL, body, status)
+
+    def replace_custom_status(self, plural: str, body: Obj, status: Obj) -> Obj | None:
+        """PUT the status of a `plural` object at the observed resourceVersion: the stored
+        object, None on 404/409 (gone, or changed since it was read)."""
         meta = body["metadata"]
         obj = {
             "apiVersion": body["apiVersion"],
@@ -264,12 +270,12 @@ class KubeApi:
         }
         return self._send(
             "update",
-            PLURAL + "/status",
+            plural + "/status",
             lambda: self.custom.replace_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 meta["namespace"],
-                PLURAL,
+                plural,
                 meta["name"],
                 obj,
                 _preload_content=False,

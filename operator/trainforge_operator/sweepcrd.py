@@ -9,10 +9,9 @@ The sweep's cross-field rules come from `trainforge_api.sweeprules`.
 from __future__ import annotations
 
 from trainforge_api import sweeprules, trainingsweep
-from trainforge_api.base import GROUP, VERSION
-from trainforge_operator.crd import Schema, _model_schema, spec_schema
+from trainforge_operator import crd
 
-PRINTER_COLUMNS: list[Schema] = [
+PRINTER_COLUMNS: list[crd.Schema] = [
     {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm.type"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {
@@ -24,26 +23,20 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Running", "type": "integer", "jsonPath": ".status.trials.running"},
     {"name": "Best", "type": "number", "jsonPath": ".status.bestTrial.value"},
     {"name": "Best trial", "type": "string", "jsonPath": ".status.bestTrial.name"},
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    crd.AGE_COLUMN,
+    crd.MESSAGE_COLUMN,
 ]
 
 
-def sweep_spec_schema() -> Schema:
-    schema = _model_schema(trainingsweep.TrainingSweepSpec)
+def sweep_spec_schema() -> crd.Schema:
+    schema = crd._model_schema(trainingsweep.TrainingSweepSpec)
     schema["description"] = "Desired state: objective, search space, algorithm, limits, template."
     props = schema["properties"]
     # Absent lists are [] for the CEL rules (which error on a missing key instead of comparing).
     for sub in props.values():
         if sub.get("type") == "array":
             sub.setdefault("default", [])
-    template = spec_schema()
-    template["description"] = props["trialTemplate"].get("description", "")
-    # TrainingJob transition rules (oldSelf) do not apply inside a template.
-    template["x-kubernetes-validations"] = [
-        r for r in template["x-kubernetes-validations"] if "oldSelf" not in r["rule"]
-    ]
-    props["trialTemplate"] = template
+    props["trialTemplate"] = crd.template_schema(props["trialTemplate"].get("description", ""))
     item = props["parameters"]["items"]
     item["properties"]["choices"].setdefault("default", [])
     item["x-kubernetes-validations"] = [
@@ -56,60 +49,16 @@ def sweep_spec_schema() -> Schema:
     return schema
 
 
-def sweep_status_schema() -> Schema:
-    schema = _model_schema(trainingsweep.TrainingSweepStatus)
-    schema["description"] = "Observed state, written by the operator."
-    conditions = schema["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
-    conditions["items"]["required"] = ["type", "status"]
-    for sub in schema["properties"].values():
-        sub.pop("default", None)
-    return schema
+def sweep_status_schema() -> crd.Schema:
+    return crd.status_schema_of(trainingsweep.TrainingSweepStatus)
 
 
-def build_sweep_crd() -> Schema:
+def build_sweep_crd() -> crd.Schema:
     """The whole TrainingSweep CustomResourceDefinition object."""
-    root: Schema = {
-        "type": "object",
-        "description": "A hyperparameter search whose trials are TrainingJobs, driven by Optuna.",
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": sweep_spec_schema(),
-            "status": sweep_status_schema(),
-        },
-    }
-    kind = trainingsweep.KIND
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{trainingsweep.PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "trainforge"},
-        },
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": trainingsweep.PLURAL,
-                "singular": trainingsweep.SINGULAR,
-                "shortNames": trainingsweep.SHORT_NAMES,
-                "categories": trainingsweep.CATEGORIES,
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": root},
-                }
-            ],
-        },
-    }
+    return crd.custom_resource(
+        trainingsweep,
+        "A hyperparameter search whose trials are TrainingJobs, driven by Optuna.",
+        sweep_spec_schema(),
+        sweep_status_schema(),
+        PRINTER_COLUMNS,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from trainforge_operator.crd import build_crd, render_yaml, update_reference
+from trainforge_operator.schedule_crd import build_schedule_crd
+from trainforge_operator.sweepcrd import build_sweep_crd
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILES = [
@@ -115,3 +117,34 @@ def test_api_reference_tables_are_current(crd: dict[str, Any]) -> None:
     doc = (ROOT / "docs" / "api-reference.md").read_text()
     assert update_reference(doc, crd) == doc, "docs/api-reference.md drifted: run `make crds`"
     assert "| `spec.runPolicy.maxRestarts` | integer | `3` |" in doc
+
+
+@pytest.mark.parametrize(
+    ("build", "template", "own_rule"),
+    [
+        pytest.param(
+            build_sweep_crd, "trialTemplate", "size(self.parameters) > 0", id="TrainingSweep"
+        ),
+        pytest.param(
+            build_schedule_crd,
+            "jobTemplate",
+            "has(self.schedule) || has(self.newData)",
+            id="TrainingSchedule",
+        ),
+    ],
+)
+def test_sweep_and_schedule_reference_tables_are_current(
+    build: Callable[[], dict[str, Any]], template: str, own_rule: str
+) -> None:
+    """Each has its own generated block; its TrainingJob template is one row, not a second copy
+    of the TrainingJob's fields and rules."""
+    doc = (ROOT / "docs" / "api-reference.md").read_text()
+    crd = build()
+    assert update_reference(doc, crd, templates=[template]) == doc, "run `make crds`"
+    kind = crd["spec"]["names"]["kind"]
+    block = doc.split(f"BEGIN GENERATED {kind} FIELD REFERENCE")[1].split("END GENERATED")[0]
+    assert f"| `spec.{template}` | object |" in block
+    assert f"`spec.{template}.runPolicy" not in block
+    assert "oldSelf" not in block  # the TrainingJob's transition rules stay in its own table
+    assert f"| `{own_rule.replace('|', chr(92) + '|')}` |" in block
+    assert "## Operator metrics" in doc  # the hand-written sections around the blocks survive

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import kopf
 
 from trainforge_operator.handlers import WORKER_POD_SELECTOR, configure
@@ -38,3 +41,9 @@ def test_nothing_is_stored_on_watched_objects() -> None:
     settings = kopf.OperatorSettings()
     configure(settings)
     assert settings.persistence.diffbase_storage.build(body={"spec": {"x": 1}}) == {}
+
+
+def test_the_operator_starts_without_optuna() -> None:
+    """Optuna (about 20 MB of RSS) loads with the first sweep, not at start-up."""
+    code = "import sys, trainforge_operator.handlers; sys.exit('optuna' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

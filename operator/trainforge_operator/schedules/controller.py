@@ -13,38 +13,33 @@ a 30x clock makes an every-minute schedule fire every two seconds); sleeps are d
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from trainforge_api.trainingschedule import TrainingScheduleSpec
+from trainforge_api.trainingschedule import PLURAL, TrainingScheduleSpec
 from trainforge_operator.events import EventPoster
+from trainforge_operator.keyloops import Key, KeyedController, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi
+from trainforge_operator.ownerapi import OwnerApi
 from trainforge_operator.plan import Event
 from trainforge_operator.schedules import metrics
-from trainforge_operator.schedules.api import ScheduleApi
 from trainforge_operator.schedules.decision import (
     ScheduleObserved,
     SchedulePlan,
     decide,
     wants_data,
 )
-from trainforge_operator.schedules.runs import Run, read_run
+from trainforge_operator.schedules.runs import LABEL_SCHEDULE, Run, read_run
 from trainforge_operator.schedules.storage import DataError, fingerprint, write_pointer
 from trainforge_operator.status import parse_time
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-Key = tuple[str, str]
-T = TypeVar("T")
 CONFLICT_REQUEUE = 0.2
-MAX_ERROR_BACKOFF = 60.0
 
 
 def key_of(meta: Obj) -> Key:
@@ -55,16 +50,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass
-class _Loop:
-    wake: asyncio.Event
-    task: asyncio.Task[None] | None = None
+class ScheduleController(KeyedController):
+    events: EventPoster
 
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-
-class ScheduleController:
     def __init__(
         self,
         api: KubeApi,
@@ -73,77 +61,29 @@ class ScheduleController:
         threads: int = 4,
     ) -> None:
         self.kube = api
-        self.api = ScheduleApi(api)
+        self.api = OwnerApi(api, PLURAL, LABEL_SCHEDULE)
         self.now = clock
         self.speed = speed
-        self.loops: dict[Key, _Loop] = {}
+        self.loops = KeyLoops(
+            "schedule", self.reconcile, idle=3600.0, speed=speed, min_wait=0.05, logger=log
+        )
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="schedules")
         self.events = EventPoster(functools.partial(self._call, api.post_event), self.now, 2)
         metrics.register_collector()
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(fn, *args)
-        )
-
-    # --- wiring from kopf -----------------------------------------------------------------------
-
-    def notify(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        loop = self.loops.get(key)
-        if loop is None:
-            loop = self.loops[key] = _Loop(wake=asyncio.Event())
-        if not loop.running():
-            loop.task = asyncio.create_task(self._run(key, loop), name=f"schedule {key}")
-        loop.wake.set()
-
-    def forget(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        loop = self.loops.pop(key, None)
-        if loop is not None and loop.task is not None and loop.task is not asyncio.current_task():
-            loop.task.cancel()
+    def _forgotten(self, key: Key) -> None:
         metrics.SCHEDULES.pop(key, None)
-
-    async def stop(self) -> None:
-        tasks = [lp.task for lp in self.loops.values() if lp.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, self.events.stop(), return_exceptions=True)
-        self.loops.clear()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, key: Key, loop: _Loop) -> None:
-        backoff = 1.0
-        while True:
-            loop.wake.clear()
-            try:
-                requeue = await self.reconcile(key)
-                backoff = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "reconcile of schedule %s/%s failed; retrying in %.0fs", *key, backoff
-                )
-                requeue, backoff = backoff * self.speed, min(backoff * 2, MAX_ERROR_BACKOFF)
-            if key not in self.loops:
-                return
-            wait = 3600.0 if requeue is None else min(requeue / self.speed, 3600.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(loop.wake.wait(), timeout=max(wait, 0.05))
-            if key not in self.loops:
-                return
 
     # --- one pass -------------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> float | None:
         namespace, name = key
-        body = await self._call(self.api.get_schedule, namespace, name)
+        body = await self._call(self.api.get, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return None
         uid = body["metadata"].get("uid")
-        children = await self._call(self.api.list_runs, namespace, name)
+        children = await self._call(self.api.list_children, namespace, name)
         runs = [
             run
             for child in children
@@ -185,7 +125,7 @@ class ScheduleController:
             await self._call(self.kube.delete_job, namespace, run)
         for job in plan.create:
             try:
-                new = await self._call(self.api.create_run, job)
+                new = await self._call(self.api.create_child, job)
                 log.info(
                     "%s run %s/%s",
                     "created" if new else "exists",
