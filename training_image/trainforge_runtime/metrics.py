@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -158,18 +159,32 @@ class MetricsServer:
 def _make_handler(
     metrics: WorkerMetrics, progress: ProgressTracker | None
 ) -> type[BaseHTTPRequestHandler]:
+    snapshot = progress.snapshot if progress is not None else None
+    return http_handler(metrics.exposition, snapshot, "(rank 0)", "metrics http")
+
+
+def http_handler(
+    exposition: Callable[[], bytes],
+    progress: Callable[[], object] | None,
+    progress_where: str,
+    log_name: str,
+) -> type[BaseHTTPRequestHandler]:
+    """GET /metrics, /progress (when `progress` is given) and /healthz: the endpoint of a rank
+    (this module) and of a pod (podserver.py)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
+                self._send(200, CONTENT_TYPE_LATEST, exposition())
             elif path == "/progress" and progress is not None:
-                body = json.dumps(progress.snapshot()).encode()
-                self._send(200, "application/json", body)
+                self._send(200, "application/json", json.dumps(progress()).encode())
             elif path == "/healthz":
                 self._send(200, "text/plain", b"ok")
             else:
-                self._send(404, "text/plain", b"not found: try /metrics or /progress (rank 0)")
+                where = f" {progress_where}" if progress_where else ""
+                message = f"not found: try /metrics or /progress{where}"
+                self._send(404, "text/plain", message.encode())
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
             self.send_response(code)
@@ -179,6 +194,6 @@ def _make_handler(
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("metrics http: " + format, *args)
+            log.debug(log_name + ": " + format, *args)
 
     return Handler

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trainforge_api import exitcodes
 from trainforge_api.progress import UNREPORTED_PHASE
 from trainforge_api.termination import Obj, rank_summary
-from trainforge_runtime.metrics import BASE_LABELS, GAUGE_KEYS
+from trainforge_runtime.metrics import BASE_LABELS, GAUGE_KEYS, http_handler
 from trainforge_runtime.progress import ProgressTracker
 from trainforge_runtime.sysmetrics import Gpus, tree_usage
 from trainforge_sdk import PROGRESS_FILE
@@ -267,26 +267,4 @@ class PodServer:
 
 
 def _handler(server: PodServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, server.metrics())
-            elif path == "/progress":
-                self._send(200, "application/json", json.dumps(server.progress()).encode())
-            elif path == "/healthz":
-                self._send(200, "text/plain", b"ok")
-            else:
-                self._send(404, "text/plain", b"not found: try /metrics or /progress")
-
-        def _send(self, code: int, ctype: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("pod http: " + format, *args)
-
-    return Handler
+    return http_handler(server.metrics, server.progress, "", "pod http")
