@@ -109,7 +109,8 @@ class ScheduleController(KeyedController):
         new_data = spec.new_data
         by = new_data.by if new_data is not None else "mtime"
         manifest = new_data.manifest_path if new_data is not None else "manifest.json"
-        endpoint = spec.job_template.artifacts.s3_endpoint
+        template = spec.job_template
+        endpoint = template.data.s3_endpoint or template.artifacts.s3_endpoint
         try:
             return await self._call(fingerprint, uri, by, manifest, endpoint), None
         except DataError as err:

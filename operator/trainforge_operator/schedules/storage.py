@@ -1,10 +1,11 @@
 """What the schedule reads and writes in object storage, through fsspec: the data's fingerprint
 and the champion pointer.
 
-The operator uses its own credentials (the standard AWS_* / GOOGLE_* environment of its pod) and
-never reads the Secrets of a run, so it needs no access to Secrets; the S3 endpoint is the one
-the job template names. A fingerprint is short and stable: the same data gives the same string,
-and any added, removed or rewritten object changes it.
+The operator uses its own credentials (the standard AWS_* / GOOGLE_* environment of its pod, which
+the chart fills from the Secret named by `schedules.storageCredentialsSecret`) and never reads
+the Secrets of a run, so it needs no RBAC on Secrets; the S3 endpoint is the one the job template
+names (`data.s3Endpoint`, else `artifacts.s3Endpoint`). A fingerprint is short and stable: the
+same data gives the same string, and any added, removed or rewritten object changes it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ def _stamp(info: dict[str, Any], by: FingerprintBy, uri: str) -> str:
     return str(value)
 
 
+def _manifest(fs: Any, root: str, uri: str, manifest_path: str) -> bytes:
+    path = posixpath.join(root, manifest_path)
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError as err:
+        raise DataError(
+            f"spec.newData.by: manifest, but {uri.rstrip('/')}/{manifest_path} does not exist; "
+            "the data's producer writes it after a complete drop (or use by: etag or mtime)"
+        ) from err
+
+
 def fingerprint(
     uri: str, by: FingerprintBy, manifest_path: str = "manifest.json", endpoint: str | None = None
 ) -> str:
@@ -55,12 +67,12 @@ def fingerprint(
     try:
         fs, root = _open(uri, endpoint)
         if by == "manifest":
-            data = fs.cat_file(posixpath.join(root, manifest_path))
+            data = _manifest(fs, root, uri, manifest_path)
             return f"manifest:{hashlib.sha256(data).hexdigest()[:16]}"
         fs.invalidate_cache()
         infos = fs.find(root, detail=True) if fs.isdir(root) else {root: fs.info(root)}
         if not infos:
-            raise DataError(f"{uri} is empty: no data to train on yet")
+            raise DataError(f"no data under {uri} yet: write the first objects there")
         lines = sorted(
             f"{posixpath.relpath(path, root)}\t{info.get('size')}\t{_stamp(info, by, uri)}"
             for path, info in infos.items()
