@@ -102,7 +102,8 @@ def test_new_minio_data_retrains_promotes_and_refuses_a_worse_run(
     status = schedule_status(c)
     champion = status["champion"]
     run = champion["run"]
-    assert run in promoted[0] and "beats the baseline" in promoted[0], promoted
+    assert run in promoted[0], promoted
+    assert "beats the baseline" in promoted[0], promoted
     job = c.kubectl_json("get", "trainingjob", run)
     results = job["status"]["results"]
     assert results["test_accuracy"] > results["baseline_test_accuracy"], results
@@ -148,7 +149,8 @@ def test_new_minio_data_retrains_promotes_and_refuses_a_worse_run(
     assert after["champion"]["run"] == run
     assert after["lastResult"] == "NotPromoted"
     table = c.kubectl("get", "tsc", NAME, check=True).stdout
-    assert "CHAMPION METRIC" in table and f"{champion['metric']:.4g}"[:4] in table, table
+    assert "CHAMPION METRIC" in table, table
+    assert f"{champion['metric']:.4g}"[:4] in table, table
     print(
         f"\n[schedule e2e] first run created {t_created:.0f}s after the data, promoted at "
         f"{t_promoted:.0f}s (test_accuracy {champion['metric']:.4f} vs baseline "
