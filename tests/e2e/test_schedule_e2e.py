@@ -2,7 +2,9 @@
 MinIO data prefix. The first run trains digits on a worker pod, beats its majority-class baseline
 and is promoted: the champion pointer appears in MinIO next to the artifacts. The schedule is then
 crippled (learning rate 0), a second object is written, and the second run, deterministically
-worse, is not promoted; the pointer still names the first run.
+worse, is not promoted; the pointer still names the first run. Last, `warmStart: champion` with
+the same frozen settings: the third run loads the champion's weights from MinIO and scores
+exactly the champion's accuracy, a tie that is not promoted either.
 
 The operator reads the data and writes the pointer with the `minio-root` Secret, mounted by the
 chart (`schedules.storageCredentialsSecret` in hack/kind/values-e2e.yaml)."""
@@ -148,6 +150,31 @@ def test_new_minio_data_retrains_promotes_and_refuses_a_worse_run(
     after = schedule_status(c)
     assert after["champion"]["run"] == run
     assert after["lastResult"] == "NotPromoted"
+
+    # Warm start from the champion, still unable to learn: the third run scores exactly what the
+    # champion scored (it starts from the champion's weights, read from MinIO), a tie that the
+    # gate does not promote.
+    sched["spec"]["warmStart"] = "champion"
+    c.apply(sched).check_returncode()
+    t2 = time.monotonic()
+    put_data(c, "part-2.csv", b"digits drop 3\n")
+    tied = poll(
+        "a second NotPromoted",
+        lambda: r if len(r := schedule_events(c, "NotPromoted")) >= 2 else None,
+        900,
+    )
+    t_warm = time.monotonic() - t2
+    (third,) = [r for r in schedule_status(c)["runs"] if r["name"] not in runs]
+    warm_job = c.kubectl_json("get", "trainingjob", third["name"])
+    env = {e["name"]: e.get("value") for e in warm_job["spec"].get("env", [])}
+    assert env["TRAINFORGE_WARM_START_URI"] == champion["artifactsUri"], env
+    warm_results = warm_job["status"]["results"]
+    assert warm_results["warm_started"] == 1.0, warm_results
+    assert warm_results["test_accuracy"] == champion["metric"], (warm_results, champion)
+    assert third["result"] == "NotPromoted", third
+    assert "is not better than the champion" in third["reason"], (third, tied)
+    assert read_pointer(c) == pointer
+
     table = c.kubectl("get", "tsc", NAME, check=True).stdout
     assert "CHAMPION METRIC" in table, table
     assert f"{champion['metric']:.4g}"[:4] in table, table
@@ -155,5 +182,7 @@ def test_new_minio_data_retrains_promotes_and_refuses_a_worse_run(
         f"\n[schedule e2e] first run created {t_created:.0f}s after the data, promoted at "
         f"{t_promoted:.0f}s (test_accuracy {champion['metric']:.4f} vs baseline "
         f"{results['baseline_test_accuracy']:.4f}); worse run refused {t_refused:.0f}s after "
-        f"the second object (test_accuracy {second['metric']:.4f}): {second['reason']}"
+        f"the second object (test_accuracy {second['metric']:.4f}): {second['reason']}; "
+        f"warm-started run judged {t_warm:.0f}s after the third object "
+        f"(test_accuracy {warm_results['test_accuracy']:.4f})"
     )

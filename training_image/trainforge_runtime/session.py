@@ -24,7 +24,7 @@ from torch import nn
 
 from trainforge_api.context import ENV_ATTEMPT, JobContext
 from trainforge_api.trainingjob import ArtifactSummary
-from trainforge_runtime import bundle, model_ops
+from trainforge_runtime import bundle, model_ops, warmstart
 from trainforge_runtime.config import DEFAULT_RUN_DIR, ENV_RUN_DIR, env_int, load_context
 from trainforge_runtime.export import ModelExport, export_state_dict, full_state_dict
 from trainforge_runtime.faults import maybe_inject_fault
@@ -39,6 +39,7 @@ from trainforge_runtime.telemetry import Telemetry
 from trainforge_runtime.tracking import MlflowTracker
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 StepHook = Callable[[int, dict[str, float]], None]
 
 
@@ -72,6 +73,7 @@ class RuntimeContext:
         self.history = self._telemetry.history
         self._recovery = Recovery(job, member, self.metrics.checkpoint_seconds)  # SIGTERM first
         self.final_metrics: dict[str, float] = {}
+        self.warm_started: warmstart.WarmStart | None = None
         self.step = 0
         self._started = time.monotonic()
         self._timer = StepTimer()
@@ -110,6 +112,23 @@ class RuntimeContext:
         return self._recovery.stop_requested
 
     # --- model ---------------------------------------------------------------------------------
+    def warm_start(self, model: nn.Module) -> nn.Module:
+        """Start from the model at `TRAINFORGE_WARM_START_URI` (a TrainingSchedule's warmStart):
+        call on the plain model, before `parallelize` and `resume` (a checkpoint of this run
+        wins). A no-op without it. The final metric `warm_started` is 1 when the weights were
+        loaded and 0 when they could not be (the log says why)."""
+        uri = warmstart.warm_start_uri()
+        if uri is None:
+            return model
+        result = warmstart.load_into(model, uri, self.job.artifacts.s3_endpoint)
+        self.warm_started = result
+        self.final_metrics["warm_started"] = 1.0 if result.loaded else 0.0
+        if result.loaded:
+            log.info("warm start: loaded the model from %s", uri)
+        else:
+            log.warning("warm start skipped, training from scratch: %s", result.reason)
+        return model
+
     def parallelize(self, model: nn.Module, loss_fn: LossFn | None = None) -> nn.Module:
         """Apply the job's layout (see layouts.py); `loss_fn` is used by the pipeline schedule."""
         return parallelize(model, self.topology, self.hyperparameters, loss_fn)

@@ -93,7 +93,7 @@ def train(ctx: RuntimeContext) -> Result:
         raise InvalidContextError(f"batch_size {batch} is not divisible by world {ctx.dp_size}")
     train_set, val_set, test_set = load_splits(seed)
     config = {"in_features": 64, "hidden": int(hp.get("hidden", 64)), "num_classes": 10}
-    model = ctx.parallelize(build_model(config["hidden"]))
+    model = ctx.parallelize(ctx.warm_start(build_model(config["hidden"])))
     opt = torch.optim.AdamW(
         model.parameters(),
         lr=float(hp.get("lr", 0.01)),

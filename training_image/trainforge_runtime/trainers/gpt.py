@@ -118,7 +118,7 @@ def train(ctx: RuntimeContext) -> Result:
     steps, batch = int(hp.get("steps", 30)), int(hp.get("batch_size", 8))
     data = CharData(load_corpus(), int(hp.get("seq_len", 32)), int(hp.get("seed", 0)))
     config = GPTConfig.from_hyperparameters(len(data.vocab), hp)
-    model = ctx.parallelize(GPT(config), lm_loss)
+    model = ctx.parallelize(ctx.warm_start(GPT(config)), lm_loss)
     opt = torch.optim.AdamW(model.parameters(), lr=float(hp.get("lr", 3e-3)), weight_decay=0.0)
     ctx.set_total_steps(steps)
     start = ctx.resume({"model": model, "optimizer": opt})
