@@ -119,7 +119,8 @@ class TrainingScheduleSpec(Model):
     warm_start: WarmStart = Field(
         "none",
         description="Pass the champion's (or the latest successful run's) artifacts to the new "
-        "run as TRAINFORGE_WARM_START_URI.",
+        "run as TRAINFORGE_WARM_START_URI; the shipped trainers start from that model "
+        "(ctx.warm_start), unless it no longer fits.",
     )
     promotion: Promotion = Field(default_factory=Promotion)
 
