@@ -35,7 +35,7 @@ def test_manifest_fingerprint_is_the_manifest_bytes(tmp_path: Path) -> None:
     [
         ("etag", True, "(file:// has none); use by: mtime or by: manifest"),
         ("mtime", False, "not found"),
-        ("manifest", True, "not found"),
+        ("manifest", True, "manifest.json does not exist; the data's producer writes it"),
     ],
 )
 def test_fingerprint_errors_say_what_to_do(
