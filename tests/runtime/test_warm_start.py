@@ -93,3 +93,29 @@ def test_a_model_that_no_longer_fits_or_is_gone_is_skipped_with_the_reason(
     assert gone.reason.endswith("nothing-here/model/model.safetensors does not exist"), gone
     # A failed load leaves the fresh weights as they were: the run trains from scratch.
     assert all(torch.equal(v, before[k]) for k, v in wider.state_dict().items())
+
+
+def test_gpt_warm_start_resumes_the_language_model(tmp_path: Path) -> None:
+    """The character GPT the same way: frozen after a warm start, it scores the first run's
+    val loss exactly; frozen from scratch, it scores like random weights."""
+    store = tmp_path / "store"
+    gpt = ["python", "-m", "trainforge_runtime.trainers.gpt"]
+
+    def context(name: str, **hp: Any) -> dict[str, Any]:
+        ctx = make_context(name, command=gpt, nproc=1, hyperparameters={"steps": 40, **hp})
+        ctx["artifacts"] = {"uri": (store / name).as_uri()}
+        return ctx
+
+    trained = results(launch(context("first", lr=3e-3), tmp_path / "first"))
+    frozen = {"steps": 1, "lr": 0.0}
+    warm = results(
+        launch(
+            context("warm", **frozen),
+            tmp_path / "warm",
+            TRAINFORGE_WARM_START_URI=(store / "first").as_uri(),
+        )
+    )
+    cold = results(launch(context("cold", **frozen), tmp_path / "cold"))
+    assert warm["warm_started"] == 1.0
+    assert warm["val_loss"] == trained["val_loss"]
+    assert cold["val_loss"] > trained["val_loss"] + 0.3, (cold, trained)
