@@ -206,6 +206,19 @@ class TrialSummary(Model):
     artifacts_uri: str | None = None
 
 
+class SweepReport(Model):
+    """The sweep's HTML report in object storage, and what the last uploaded copy shows."""
+
+    uri: str = Field(description="Where it is written: <artifacts.uri>/<ns>/<sweep>/report.html.")
+    finished_trials: int = Field(0, description="Finished trials the uploaded report shows.")
+    best_trial: str | None = Field(None, description="The best trial the uploaded report shows.")
+    final: bool = Field(False, description="Uploaded after the sweep ended: it will not change.")
+    upload_time: str | None = Field(None, description="When the report was last uploaded.")
+    last_attempt_time: str | None = Field(
+        None, description="When an upload was last tried (a failed one is retried after a minute)."
+    )
+
+
 class TrainingSweepStatus(Model):
     """Observed state, written by the operator once per reconcile when it changed."""
 
@@ -220,7 +233,12 @@ class TrainingSweepStatus(Model):
     trials_without_improvement: int = 0
     start_time: str | None = None
     completion_time: str | None = None
-    report_uri: str | None = Field(None, description="Where the sweep's HTML report was written.")
+    report: SweepReport | None = Field(
+        None,
+        description="The HTML report (history, parallel coordinates, importance, intermediate "
+        "values, trial table) uploaded next to the trials' artifacts when the best trial changes "
+        "and when the sweep ends.",
+    )
     message: str = Field("", description="Human summary of the current phase.")
 
 

@@ -8,6 +8,7 @@ from (seed, trial number), so a suggestion never depends on how many passes came
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -64,14 +65,31 @@ def make_sampler(spec: TrainingSweepSpec, seed: int) -> BaseSampler:
         if algo == "tpe":
             return optuna.samplers.TPESampler(seed=seed, **settings)
         if algo == "gp":
+            _need_torch()
             return optuna.samplers.GPSampler(seed=seed, **settings)
         if algo == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, **settings)
         return optuna.samplers.NSGAIISampler(seed=seed, **settings)
+    except EngineError:
+        raise
     except ImportError as err:  # gp needs torch (not in the operator image), cmaes needs cmaes
         raise EngineError(f"spec.algorithm {algo} is not available here: {err}") from err
     except (TypeError, ValueError) as err:
         raise EngineError(f"spec.algorithm.settings for {algo}: {err}") from err
+
+
+GP_NEEDS_TORCH = (
+    "spec.algorithm.type gp (Optuna's GPSampler) needs PyTorch, which is not installed here (the "
+    "operator image does not ship it, to stay small). Use tpe, also a Bayesian method, in the "
+    "cluster; or run this sweep on a machine with PyTorch: trainforge sweep FILE --local "
+    "(the worker image has it)"
+)
+
+
+def _need_torch() -> None:
+    """GPSampler imports torch only when it first samples, deep inside ask(); say it up front."""
+    if importlib.util.find_spec("torch") is None:
+        raise EngineError(GP_NEEDS_TORCH)
 
 
 def make_pruner(spec: TrainingSweepSpec) -> BasePruner:

@@ -12,24 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import uuid
 from typing import Any
 
-import fsspec
-
 from trainforge_api.trainingschedule import FingerprintBy
+from trainforge_operator.objectstore import open_fs, write_bytes
 
 
 class DataError(Exception):
     """The data could not be fingerprinted; the message says what to fix."""
-
-
-def _open(uri: str, endpoint: str | None) -> tuple[Any, str]:
-    options: dict[str, Any] = {}
-    if endpoint and uri.startswith(("s3://", "s3a://")):
-        options["client_kwargs"] = {"endpoint_url": endpoint}
-    fs, path = fsspec.core.url_to_fs(uri, **options)
-    return fs, str(path)
 
 
 def _stamp(info: dict[str, Any], by: FingerprintBy, uri: str) -> str:
@@ -53,7 +43,7 @@ def fingerprint(
     """`<by>:<16 hex>` over every object under `uri` (path, size and ETag or mtime), or over the
     bytes of the manifest. Raises DataError with the reason."""
     try:
-        fs, root = _open(uri, endpoint)
+        fs, root = open_fs(uri, endpoint)
         if by == "manifest":
             data = fs.cat_file(posixpath.join(root, manifest_path))
             return f"manifest:{hashlib.sha256(data).hexdigest()[:16]}"
@@ -77,12 +67,5 @@ def fingerprint(
 def write_pointer(uri: str, content: dict[str, Any], endpoint: str | None = None) -> None:
     """Write the champion pointer so that a reader sees the old one or the new one, never half:
     a local file is written beside and renamed; an object store PUT is atomic by itself."""
-    fs, path = _open(uri, endpoint)
     data = (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()
-    if "file" in fs.protocol or "local" in fs.protocol:
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        fs.pipe_file(tmp, data)
-        fs.mv(tmp, path)
-    else:
-        fs.pipe_file(path, data)
+    write_bytes(uri, data, endpoint)
