@@ -27,7 +27,8 @@ ParameterType = Literal["float", "int", "categorical"]
 AlgorithmType = Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"]
 EarlyStoppingType = Literal["none", "median", "asha", "hyperband"]
 SweepPhase = Literal["Pending", "Running", "Completed", "Failed"]
-TrialState = Literal["Pending", "Running", "Succeeded", "Failed", "Pruned"]
+# Stopped: still running when the sweep ended (stop reason SweepEnded), neither pruned nor failed.
+TrialState = Literal["Pending", "Running", "Succeeded", "Failed", "Pruned", "Stopped"]
 Retention = Literal["All", "Best", "None"]
 # A categorical choice is injected into `hyperparameters` as the typed value it was written as.
 Choice = str | int | float | bool
@@ -191,6 +192,7 @@ class TrialCounts(Model):
     succeeded: int = 0
     failed: int = 0
     pruned: int = 0
+    stopped: int = Field(0, description="Stopped because the sweep ended (not pruned).")
     done: str = Field("0/0", description="Finished trials / maxTrials, for the printer column.")
 
 

@@ -8,6 +8,7 @@ from (seed, trial number), so a suggestion never depends on how many passes came
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ _OPTUNA_STATE = {
     "Succeeded": TrialState.COMPLETE,
     "Failed": TrialState.FAIL,
     "Pruned": TrialState.PRUNED,
+    "Stopped": TrialState.PRUNED,  # cut short when the sweep ended: Optuna's nearest state
     "Pending": TrialState.RUNNING,
     "Running": TrialState.RUNNING,
 }
@@ -175,7 +177,9 @@ def rebuild(
         pruner=make_pruner(spec),
     )
     dists = space.distributions(spec.parameters)
-    warm = warm or []
+    # Warm-start trials are numbered in their own sweeps: renumber them below 0 so that they
+    # never share a number (and so aligned intermediate values) with this sweep's trials.
+    warm = [dataclasses.replace(r, number=-1 - i) for i, r in enumerate(warm or [])]
     everything = [*warm, *sorted(trials, key=lambda r: r.number)]
     values = aligned(everything)
     index: dict[int, int] = {}

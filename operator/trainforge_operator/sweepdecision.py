@@ -121,8 +121,12 @@ class _Pass:
         )
 
     def finish(self, phase: str, reason: str, message: str) -> None:
-        if self.old.phase != phase:
-            self.plan.event("Warning" if phase == "Failed" else "Normal", reason, message)
+        if self.old.phase != phase:  # Event Completed (or Failed); the condition says why
+            failed = phase == "Failed"
+            self.plan.event(
+                "Warning" if failed else "Normal", phase if failed else "Completed",
+                f"{message} ({reason})",
+            )  # fmt: skip
         self.status.phase = "Failed" if phase == "Failed" else "Completed"
         self.status.message = message
         self.status.completion_time = self.status.completion_time or iso(self.obs.now)
@@ -328,7 +332,7 @@ def _want_report(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) 
     meta = p.obs.body["metadata"]
     uri = report_uri(spec, meta["namespace"], meta["name"])
     c = p.status.trials
-    finished = c.succeeded + c.failed + c.pruned
+    finished = outcome.finished(c)
     if uri is None or finished == 0:
         return
     best = p.status.best_trial.name if p.status.best_trial else None
