@@ -15,7 +15,8 @@ import posixpath
 from typing import Any
 
 from trainforge_api.trainingschedule import FingerprintBy
-from trainforge_operator.objectstore import open_fs, write_bytes
+from trainforge_operator.objectstore import open_fs as _open
+from trainforge_operator.objectstore import write_bytes
 
 
 class DataError(Exception):
@@ -43,7 +44,7 @@ def fingerprint(
     """`<by>:<16 hex>` over every object under `uri` (path, size and ETag or mtime), or over the
     bytes of the manifest. Raises DataError with the reason."""
     try:
-        fs, root = open_fs(uri, endpoint)
+        fs, root = _open(uri, endpoint)
         if by == "manifest":
             data = fs.cat_file(posixpath.join(root, manifest_path))
             return f"manifest:{hashlib.sha256(data).hexdigest()[:16]}"
