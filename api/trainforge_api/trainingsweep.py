@@ -27,7 +27,8 @@ ParameterType = Literal["float", "int", "categorical"]
 AlgorithmType = Literal["grid", "random", "tpe", "gp", "cmaes", "nsga2"]
 EarlyStoppingType = Literal["none", "median", "asha", "hyperband"]
 SweepPhase = Literal["Pending", "Running", "Completed", "Failed"]
-TrialState = Literal["Pending", "Running", "Succeeded", "Failed", "Pruned"]
+# Stopped: still running when the sweep ended (stop reason SweepEnded), neither pruned nor failed.
+TrialState = Literal["Pending", "Running", "Succeeded", "Failed", "Pruned", "Stopped"]
 Retention = Literal["All", "Best", "None"]
 # A categorical choice is injected into `hyperparameters` as the typed value it was written as.
 Choice = str | int | float | bool
@@ -191,6 +192,7 @@ class TrialCounts(Model):
     succeeded: int = 0
     failed: int = 0
     pruned: int = 0
+    stopped: int = Field(0, description="Stopped because the sweep ended (not pruned).")
     done: str = Field("0/0", description="Finished trials / maxTrials, for the printer column.")
 
 
@@ -204,6 +206,19 @@ class TrialSummary(Model):
     value: float | None = None
     values: list[float] = Field(default_factory=list)
     artifacts_uri: str | None = None
+
+
+class SweepReport(Model):
+    """The sweep's HTML report in object storage, and what the last uploaded copy shows."""
+
+    uri: str = Field(description="Where it is written: <artifacts.uri>/<ns>/<sweep>/report.html.")
+    finished_trials: int = Field(0, description="Finished trials the uploaded report shows.")
+    best_trial: str | None = Field(None, description="The best trial the uploaded report shows.")
+    final: bool = Field(False, description="Uploaded after the sweep ended: it will not change.")
+    upload_time: str | None = Field(None, description="When the report was last uploaded.")
+    last_attempt_time: str | None = Field(
+        None, description="When an upload was last tried (a failed one is retried after a minute)."
+    )
 
 
 class TrainingSweepStatus(Model):
@@ -220,7 +235,12 @@ class TrainingSweepStatus(Model):
     trials_without_improvement: int = 0
     start_time: str | None = None
     completion_time: str | None = None
-    report_uri: str | None = Field(None, description="Where the sweep's HTML report was written.")
+    report: SweepReport | None = Field(
+        None,
+        description="The HTML report (history, parallel coordinates, importance, intermediate "
+        "values, trial table) uploaded next to the trials' artifacts when the best trial changes "
+        "and when the sweep ends.",
+    )
     message: str = Field("", description="Human summary of the current phase.")
 
 

@@ -25,8 +25,12 @@ def counts(spec: TrainingSweepSpec, records: list[TrialRecord]) -> TrialCounts:
     c = TrialCounts(total=len(records))
     for r in records:
         setattr(c, r.state.lower(), getattr(c, r.state.lower()) + 1)
-    c.done = f"{c.succeeded + c.failed + c.pruned}/{spec.max_trials}"
+    c.done = f"{finished(c)}/{spec.max_trials}"
     return c
+
+
+def finished(c: TrialCounts) -> int:
+    return c.succeeded + c.failed + c.pruned + c.stopped
 
 
 def summary(spec: TrainingSweepSpec, r: TrialRecord) -> TrialSummary:

@@ -107,7 +107,8 @@ def render(spec: TrainingSweepSpec, name: str, records: list[TrialRecord]) -> st
         else ""
     )
     summary = (
-        f"{c.done} finished ({c.succeeded} succeeded, {c.pruned} pruned, {c.failed} failed), "
+        f"{c.done} finished ({c.succeeded} succeeded, {c.pruned} pruned, {c.failed} failed, "
+        f"{c.stopped} stopped when the sweep ended), "
         f"algorithm {spec.algorithm.type}, early stopping {spec.early_stopping.type}. {best}"
     )
     style = (

@@ -8,6 +8,8 @@ from (seed, trial number), so a suggestion never depends on how many passes came
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ _OPTUNA_STATE = {
     "Succeeded": TrialState.COMPLETE,
     "Failed": TrialState.FAIL,
     "Pruned": TrialState.PRUNED,
+    "Stopped": TrialState.PRUNED,  # cut short when the sweep ended: Optuna's nearest state
     "Pending": TrialState.RUNNING,
     "Running": TrialState.RUNNING,
 }
@@ -64,14 +67,31 @@ def make_sampler(spec: TrainingSweepSpec, seed: int) -> BaseSampler:
         if algo == "tpe":
             return optuna.samplers.TPESampler(seed=seed, **settings)
         if algo == "gp":
+            _need_torch()
             return optuna.samplers.GPSampler(seed=seed, **settings)
         if algo == "cmaes":
             return optuna.samplers.CmaEsSampler(seed=seed, **settings)
         return optuna.samplers.NSGAIISampler(seed=seed, **settings)
+    except EngineError:
+        raise
     except ImportError as err:  # gp needs torch (not in the operator image), cmaes needs cmaes
         raise EngineError(f"spec.algorithm {algo} is not available here: {err}") from err
     except (TypeError, ValueError) as err:
         raise EngineError(f"spec.algorithm.settings for {algo}: {err}") from err
+
+
+GP_NEEDS_TORCH = (
+    "spec.algorithm.type gp (Optuna's GPSampler) needs PyTorch, which is not installed here (the "
+    "operator image does not ship it, to stay small). Use tpe, also a Bayesian method, in the "
+    "cluster; or run this sweep on a machine with PyTorch: trainforge sweep FILE --local "
+    "(the worker image has it)"
+)
+
+
+def _need_torch() -> None:
+    """GPSampler imports torch only when it first samples, deep inside ask(); say it up front."""
+    if importlib.util.find_spec("torch") is None:
+        raise EngineError(GP_NEEDS_TORCH)
 
 
 def make_pruner(spec: TrainingSweepSpec) -> BasePruner:
@@ -157,7 +177,9 @@ def rebuild(
         pruner=make_pruner(spec),
     )
     dists = space.distributions(spec.parameters)
-    warm = warm or []
+    # Warm-start trials are numbered in their own sweeps: renumber them below 0 so that they
+    # never share a number (and so aligned intermediate values) with this sweep's trials.
+    warm = [dataclasses.replace(r, number=-1 - i) for i, r in enumerate(warm or [])]
     everything = [*warm, *sorted(trials, key=lambda r: r.number)]
     values = aligned(everything)
     index: dict[int, int] = {}

@@ -42,7 +42,7 @@ class TrialRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("Succeeded", "Failed", "Pruned")
+        return self.state in ("Succeeded", "Failed", "Pruned", "Stopped")
 
     @property
     def active(self) -> bool:
@@ -85,7 +85,10 @@ def _final(status: Obj, metric: str, intermediate: dict[int, float]) -> float | 
 def _state(body: Obj) -> TrialState:
     annotations = body["metadata"].get("annotations") or {}
     phase = (body.get("status") or {}).get("phase")
-    if annotations.get(STOP_ANNOTATION) or phase == "Stopped":
+    reason = annotations.get(STOP_ANNOTATION)
+    if reason == SWEEP_ENDED:
+        return "Stopped"
+    if reason or phase == "Stopped":
         return "Pruned"
     if phase == "Succeeded":
         return "Succeeded"

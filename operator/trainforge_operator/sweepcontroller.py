@@ -24,11 +24,12 @@ from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
 from trainforge_operator.keyloops import Key, KeyedController, KeyLoops
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.objectstore import write_bytes
 from trainforge_operator.ownerapi import OwnerApi
 from trainforge_sweep.trials import LABEL_SWEEP
 
 if TYPE_CHECKING:
-    from trainforge_operator.sweepdecision import SweepObserved, SweepPlan
+    from trainforge_operator.sweepdecision import ReportRequest, SweepObserved, SweepPlan
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class SweepController(KeyedController):
         except ChildRejectedError as err:
             log.warning("sweep %s/%s: %s", *key, err)
             plan = _decide(dataclasses.replace(observed, rejected=str(err)))
+        if plan.report is not None:
+            error = await self._call(_upload_report, key[1], plan.report)
+            _record_report(plan, observed, error)
         if await self._write_status(observed.body, plan):
             if plan.events:
                 self.events.send(key, observed.body, plan.events)
@@ -138,3 +142,25 @@ def _decide(observed: SweepObserved) -> SweepPlan:
     from trainforge_operator.sweepdecision import decide_sweep
 
     return decide_sweep(observed)
+
+
+def _upload_report(name: str, request: ReportRequest) -> str | None:
+    """Render the sweep report (Optuna's plotly figures) and write it; the error, or None.
+    Any failure is reported in status and retried later, never raised: a sweep keeps going
+    without its report."""
+    from trainforge_sweep.report import render  # plotly: loaded by the first report only
+
+    try:
+        page = render(request.spec, name, request.records)
+        write_bytes(request.uri, page.encode(), request.endpoint)
+    except Exception as err:  # fsspec backends and plotly raise their own types
+        log.warning("sweep %s: report not written to %s: %s", name, request.uri, err)
+        return f"{type(err).__name__}: {err}"
+    log.info("sweep %s: report written to %s (%d bytes)", name, request.uri, len(page))
+    return None
+
+
+def _record_report(plan: SweepPlan, observed: SweepObserved, error: str | None) -> None:
+    from trainforge_operator.sweepdecision import record_report
+
+    record_report(plan, observed.body.get("status"), observed.now, error)

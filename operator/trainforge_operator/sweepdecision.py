@@ -20,10 +20,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from trainforge_api.base import API_VERSION
+from trainforge_api.context import job_artifacts_uri
 from trainforge_api.sweeprules import sweep_problems
 from trainforge_api.trainingjob import KIND as JOB_KIND
 from trainforge_api.trainingjob import STOP_ANNOTATION
-from trainforge_api.trainingsweep import TrainingSweepSpec, TrainingSweepStatus, TrialSummary
+from trainforge_api.trainingsweep import (
+    SweepReport,
+    TrainingSweepSpec,
+    TrainingSweepStatus,
+    TrialSummary,
+)
 from trainforge_operator.names import LABEL_MANAGED, MANAGED_BY, QUEUE_LABEL
 from trainforge_operator.plan import Event, EventType
 from trainforge_operator.status import iso, parse_time, set_condition
@@ -41,6 +47,9 @@ from trainforge_sweep.trials import (
 
 Obj = dict[str, Any]
 ACTIVE_REQUEUE = 5.0  # look again this often while trials run (their watch events wake us too)
+REPORT_FILE = "report.html"
+REPORT_RETRY_SECONDS = 60.0  # a failed report upload is tried again after this long
+REPORT_CONDITION = "ReportUploaded"
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,20 @@ class SweepObserved:
     rejected: str | None = None  # the API server refused a trial built from this spec
 
 
+@dataclass(frozen=True)
+class ReportRequest:
+    """Render the sweep report from these trials and write it at `uri` (the controller does the
+    I/O, then `record_report` puts the outcome into the plan)."""
+
+    spec: TrainingSweepSpec
+    records: list[TrialRecord]
+    uri: str
+    endpoint: str | None
+    finished_trials: int
+    best_trial: str | None
+    final: bool
+
+
 @dataclass
 class SweepPlan:
     create: list[Obj] = field(default_factory=list)
@@ -60,6 +83,7 @@ class SweepPlan:
     status: TrainingSweepStatus = field(default_factory=TrainingSweepStatus)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+    report: ReportRequest | None = None
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
@@ -97,8 +121,12 @@ class _Pass:
         )
 
     def finish(self, phase: str, reason: str, message: str) -> None:
-        if self.old.phase != phase:
-            self.plan.event("Warning" if phase == "Failed" else "Normal", reason, message)
+        if self.old.phase != phase:  # Event Completed (or Failed); the condition says why
+            failed = phase == "Failed"
+            self.plan.event(
+                "Warning" if failed else "Normal", phase if failed else "Completed",
+                f"{message} ({reason})",
+            )  # fmt: skip
         self.status.phase = "Failed" if phase == "Failed" else "Completed"
         self.status.message = message
         self.status.completion_time = self.status.completion_time or iso(self.obs.now)
@@ -165,6 +193,7 @@ def _run(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
         if len(records) >= p.old.trials.total:
             built, index = study.rebuild(spec, name, records)
             _report(p, spec, records, built, index)
+            _want_report(p, spec, records)
             _retain(p, spec, records, built, index)
         else:
             _retain(p, spec, records, None, None)
@@ -179,6 +208,7 @@ def _run(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
         p.finish(ending.phase, ending.reason, ending.message)
         _stop_active(p, records)
         _report(p, spec, records, built, index)
+        _want_report(p, spec, records)
         _retain(p, spec, records, built, index)
         return
     records = records + _create(p, spec, built, records)
@@ -191,6 +221,7 @@ def _run(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
     if spec.max_runtime_seconds is not None and elapsed is not None:
         left = spec.max_runtime_seconds - elapsed
         p.plan.requeue_after = max(0.5, min(ACTIVE_REQUEUE, left))
+    _want_report(p, spec, records)
 
 
 def _prune(
@@ -286,6 +317,90 @@ def _report(
         if p.old.best_trial is None or p.old.best_trial.name != best.name:
             p.plan.event("Normal", "NewBest", f"{best.name}: {spec.objective.metric}={best.value}")
     p.status.trials_without_improvement = outcome.without_improvement(spec, records)
+
+
+def report_uri(spec: TrainingSweepSpec, namespace: str, sweep: str) -> str | None:
+    """Next to the trials' artifacts (`<artifacts.uri>/<ns>/<sweep>-<k>/`):
+    `<artifacts.uri>/<ns>/<sweep>/report.html`; None when the template uploads no artifacts."""
+    base = job_artifacts_uri(spec.trial_template.artifacts.uri, namespace, sweep)
+    return None if base is None else base + REPORT_FILE
+
+
+def _want_report(p: _Pass, spec: TrainingSweepSpec, records: list[TrialRecord]) -> None:
+    """Ask for a report upload when the uploaded one is stale: the best trial changed, or the
+    sweep ended (and the final account differs). A failed upload waits REPORT_RETRY_SECONDS."""
+    meta = p.obs.body["metadata"]
+    uri = report_uri(spec, meta["namespace"], meta["name"])
+    c = p.status.trials
+    finished = outcome.finished(c)
+    if uri is None or finished == 0:
+        return
+    best = p.status.best_trial.name if p.status.best_trial else None
+    final = p.status.phase in ("Completed", "Failed")
+    have = p.old.report
+    if (
+        have is not None
+        and have.upload_time is not None
+        and have.uri == uri
+        and have.best_trial == best
+        and (not final or (have.final and have.finished_trials == finished))
+    ):
+        return
+    tried = parse_time(have.last_attempt_time) if have is not None else None
+    if tried is not None and _report_failing(p.old):
+        wait = REPORT_RETRY_SECONDS - (p.obs.now - tried).total_seconds()
+        if wait > 0:
+            p.plan.requeue_after = min(p.plan.requeue_after or wait, wait)
+            return
+    endpoint = spec.trial_template.artifacts.s3_endpoint
+    p.plan.report = ReportRequest(spec, records, uri, endpoint, finished, best, final)
+
+
+def _report_failing(status: TrainingSweepStatus) -> bool:
+    return any(c.type == REPORT_CONDITION and c.status == "False" for c in status.conditions)
+
+
+def record_report(plan: SweepPlan, old: Obj | None, now: dt.datetime, error: str | None) -> None:
+    """Put the outcome of `plan.report`'s upload into the plan: status.report, the
+    ReportUploaded condition, and an Event (a failure: once, when it starts failing)."""
+    request = plan.report
+    if request is None:
+        return
+    status = plan.status
+    before = parse_sweep_status(old)
+    if error is None:
+        status.report = SweepReport(
+            uri=request.uri,
+            finished_trials=request.finished_trials,
+            best_trial=request.best_trial,
+            final=request.final,
+            upload_time=iso(now),
+            last_attempt_time=iso(now),
+        )
+        best = f", best {request.best_trial}" if request.best_trial else ""
+        message = f"{request.uri} ({request.finished_trials} finished trials{best})"
+        status.conditions = set_condition(
+            status.conditions, REPORT_CONDITION, True, "Uploaded", message, now,
+            status.observed_generation,
+        )  # fmt: skip
+        plan.event("Normal", "ReportUploaded", message)
+        return
+    kept = before.report or SweepReport(uri=request.uri)
+    status.report = kept.model_copy(update={"last_attempt_time": iso(now)})
+    message = (
+        f"cannot write the sweep report to {request.uri}: {error}. The operator writes it with "
+        "its own storage credentials (chart value operator.storageCredentialsSecret, a Secret with "
+        "AWS_* keys) to spec.trialTemplate.artifacts; it tries again every "
+        f"{REPORT_RETRY_SECONDS:.0f}s"
+    )
+    status.conditions = set_condition(
+        status.conditions, REPORT_CONDITION, False, "UploadFailed", message, now,
+        status.observed_generation,
+    )  # fmt: skip
+    if not _report_failing(before):
+        plan.event("Warning", "ReportUploadFailed", message)
+    retry = REPORT_RETRY_SECONDS
+    plan.requeue_after = retry if plan.requeue_after is None else min(plan.requeue_after, retry)
 
 
 def build_trial(

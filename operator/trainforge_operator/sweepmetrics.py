@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-TRIAL_STATES = ("pending", "running", "succeeded", "failed", "pruned")
+TRIAL_STATES = ("pending", "running", "succeeded", "failed", "pruned", "stopped")
 
 
 @dataclass(frozen=True)

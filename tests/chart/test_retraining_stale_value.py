@@ -107,7 +107,7 @@ def test_rendered_threshold_is_what_fires(helm: str, tmp_path: Path) -> None:
 
 
 def test_storage_secret_becomes_the_operators_env_without_secret_rbac(helm: str) -> None:
-    docs = render(helm, sets=["schedules.storageCredentialsSecret=minio-root"])
+    docs = render(helm, sets=["operator.storageCredentialsSecret=minio-root"])
     (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert container["envFrom"] == [{"secretRef": {"name": "minio-root"}}]
     for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):

@@ -7,7 +7,7 @@ the same frozen settings: the third run loads the champion's weights from MinIO 
 exactly the champion's accuracy, a tie that is not promoted either.
 
 The operator reads the data and writes the pointer with the `minio-root` Secret, mounted by the
-chart (`schedules.storageCredentialsSecret` in hack/kind/values-e2e.yaml)."""
+chart (`operator.storageCredentialsSecret` in hack/kind/values-e2e.yaml)."""
 
 from __future__ import annotations
 

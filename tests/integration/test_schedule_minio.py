@@ -4,7 +4,7 @@ manifest) through fsspec + s3fs, the champion pointer written and read back, and
 controller on the real control plane triggered by a new object in a MinIO prefix.
 
 The operator reads storage with its own credentials (the AWS_* environment the MinIO fixture
-exports, as the chart does from `schedules.storageCredentialsSecret`).
+exports, as the chart does from `operator.storageCredentialsSecret`).
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def test_sweep_runs_parallel_trials_prunes_and_survives_restarts(
         "sweep events",
         lambda: (
             r
-            if {"TrialCreated", "TrialPruned", "NewBest", "MaxTrialsReached"}
+            if {"TrialCreated", "TrialPruned", "NewBest", "Completed"}
             <= set(r := c.sweep_events("hp"))
             else None
         ),
@@ -252,3 +252,62 @@ def test_valid_sweep_is_accepted(
 ) -> None:
     proc = apply(control_plane, namespace, sweep("good"))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_operator_uploads_the_report_next_to_the_artifacts(
+    control_plane: ControlPlane,
+    namespace: str,
+    kube_client: Any,
+    sweep_crd: None,
+    tf_operator: OperatorHandle,
+    tmp_path: Path,
+) -> None:
+    """A new best and the end of the sweep each write report.html at
+    <artifacts.uri>/<ns>/<sweep>/; a location that cannot be written is a condition and a
+    Warning, and the sweep still completes."""
+    c = Sweeps(kube_client, namespace)
+    good, bad = sweep("rep"), sweep("rep-bad")
+    for manifest, where in ((good, str(tmp_path)), (bad, "/dev/null/cannot")):
+        manifest["spec"].update(maxTrials=2, earlyStopping={"type": "none"})
+        manifest["spec"]["trialTemplate"]["artifacts"] = {"uri": where}
+        assert apply(control_plane, namespace, manifest).returncode == 0
+
+    report = tmp_path / namespace / "rep" / "report.html"
+    wait_for("the trials", lambda: len(c.trials("rep")) == len(c.trials("rep-bad")) == 2)
+    c.report("rep-0", 10, 0.8)
+    c.finish("rep-0", 0.9)
+    # The first report imports plotly (seconds on a busy machine): a longer wait.
+    first = wait_for("the first report", lambda: c.sweep_status("rep").get("report"), timeout=180)
+    assert first["uri"] == str(report)
+    assert (first["bestTrial"], first["final"]) == ("rep-0", False)
+    assert report.read_text().startswith("<!doctype html>")
+
+    c.report("rep-1", 10, 0.85)
+    c.finish("rep-1", 0.95)
+    final = wait_for(
+        "the final report",
+        lambda: r if (r := c.sweep_status("rep").get("report", {})).get("final") else None,
+    )
+    assert (final["bestTrial"], final["finishedTrials"]) == ("rep-1", 2)
+    page = report.read_text()
+    for title in ("Optimisation history", "Parallel coordinates", "Parameter importance",
+                  "Intermediate values", "Trials"):  # fmt: skip
+        assert f"<h2>{title}" in page
+    assert page.count("<tr>") == 3
+    wait_for("ReportUploaded events", lambda: c.sweep_events("rep").count("ReportUploaded") >= 2)
+
+    for job, acc in (("rep-bad-0", 0.9), ("rep-bad-1", 0.8)):
+        c.report(job, 10, 0.8)
+        c.finish(job, acc)
+
+    def report_condition() -> dict[str, Any] | None:
+        conditions = c.sweep_status("rep-bad").get("conditions", [])
+        return next((x for x in conditions if x["type"] == "ReportUploaded"), None)
+
+    condition = wait_for("the failed upload's condition", report_condition)
+    assert (condition["status"], condition["reason"]) == ("False", "UploadFailed")
+    assert "/dev/null/cannot" in condition["message"]
+    wait_for(
+        "the bad sweep completes", lambda: c.sweep_status("rep-bad").get("phase") == "Completed"
+    )
+    assert "ReportUploadFailed" in c.sweep_events("rep-bad")

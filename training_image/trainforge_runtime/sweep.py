@@ -24,12 +24,19 @@ import yaml
 
 from trainforge_api import exitcodes
 from trainforge_api.sweeprules import sweep_problems
-from trainforge_api.trainingjob import METRIC_HISTORY_LIMIT
+from trainforge_api.trainingjob import METRIC_HISTORY_LIMIT, STOP_ANNOTATION
 from trainforge_api.trainingsweep import TrainingSweep, TrainingSweepSpec
 from trainforge_runtime.cli import fetch_progress
 from trainforge_runtime.config import free_port
 from trainforge_sweep import outcome, report, study
-from trainforge_sweep.trials import LABEL_TRIAL, TrialRecord, record_from_job, trial_name
+from trainforge_sweep.trials import (
+    LABEL_TRIAL,
+    PRUNED,
+    SWEEP_ENDED,
+    TrialRecord,
+    record_from_job,
+    trial_name,
+)
 
 POLL_SECONDS = 1.0
 
@@ -47,7 +54,7 @@ class LocalTrial:
     history: list[dict[str, Any]] = field(default_factory=list)
     phase: str = "Running"
     results: dict[str, Any] = field(default_factory=dict)
-    stopped: bool = False
+    stopped: str | None = None  # the stop reason: Pruned, or SweepEnded
 
     def poll(self) -> None:
         if self.phase != "Running":
@@ -66,17 +73,22 @@ class LocalTrial:
         self.results = dict(summary.get("metrics") or {})
         self.phase = "Stopped" if self.stopped else ("Succeeded" if code == 0 else "Failed")
 
-    def stop(self) -> None:
+    def stop(self, reason: str = PRUNED) -> None:
         """SIGTERM to the trial's whole process group (the local run and its launchers), as a
         pod deletion would: ranks checkpoint and exit."""
         if self.proc.poll() is None:
-            self.stopped = True
+            self.stopped = reason
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
 
     def as_job(self) -> dict[str, Any]:
+        stop = {STOP_ANNOTATION: self.stopped} if self.stopped else {}
         return {
-            "metadata": {"name": self.name, "labels": {LABEL_TRIAL: str(self.number)}},
+            "metadata": {
+                "name": self.name,
+                "labels": {LABEL_TRIAL: str(self.number)},
+                "annotations": stop,
+            },
             "spec": {"hyperparameters": self.params},
             "status": {"phase": self.phase, "metricHistory": self.history, "results": self.results},
         }
@@ -124,7 +136,7 @@ def _start(
 
 def _bar(spec: TrainingSweepSpec, records: list[TrialRecord], width: int = 30) -> str:
     c = outcome.counts(spec, records)
-    finished = c.succeeded + c.failed + c.pruned
+    finished = outcome.finished(c)
     filled = int(width * finished / spec.max_trials)
     top = outcome.ranked(spec, records)
     best = f"best {top[0].values[0]:.4g} ({top[0].name})" if top and top[0].values else "best -"
@@ -170,7 +182,7 @@ def run_sweep_local(path: Path, out_root: Path, parallel: int | None) -> int:
     except KeyboardInterrupt:
         ending = outcome.Ending("Failed", "Interrupted", "interrupted")
     for t in trials.values():
-        t.stop()
+        t.stop(SWEEP_ENDED)
         t.proc.wait()
         t.poll()
     records = _records(spec, trials)

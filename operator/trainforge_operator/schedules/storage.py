@@ -2,7 +2,7 @@
 and the champion pointer.
 
 The operator uses its own credentials (the standard AWS_* / GOOGLE_* environment of its pod, which
-the chart fills from the Secret named by `schedules.storageCredentialsSecret`) and never reads
+the chart fills from the Secret named by `operator.storageCredentialsSecret`) and never reads
 the Secrets of a run, so it needs no RBAC on Secrets; the S3 endpoint is the one the job template
 names (`data.s3Endpoint`, else `artifacts.s3Endpoint`). A fingerprint is short and stable: the
 same data gives the same string, and any added, removed or rewritten object changes it.
@@ -13,24 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-import uuid
 from typing import Any
 
-import fsspec
-
 from trainforge_api.trainingschedule import FingerprintBy
+from trainforge_operator.objectstore import open_fs as _open
+from trainforge_operator.objectstore import write_bytes
 
 
 class DataError(Exception):
     """The data could not be fingerprinted; the message says what to fix."""
-
-
-def _open(uri: str, endpoint: str | None) -> tuple[Any, str]:
-    options: dict[str, Any] = {}
-    if endpoint and uri.startswith(("s3://", "s3a://")):
-        options["client_kwargs"] = {"endpoint_url": endpoint}
-    fs, path = fsspec.core.url_to_fs(uri, **options)
-    return fs, str(path)
 
 
 def _stamp(info: dict[str, Any], by: FingerprintBy, uri: str) -> str:
@@ -89,12 +80,5 @@ def fingerprint(
 def write_pointer(uri: str, content: dict[str, Any], endpoint: str | None = None) -> None:
     """Write the champion pointer so that a reader sees the old one or the new one, never half:
     a local file is written beside and renamed; an object store PUT is atomic by itself."""
-    fs, path = _open(uri, endpoint)
     data = (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()
-    if "file" in fs.protocol or "local" in fs.protocol:
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        fs.pipe_file(tmp, data)
-        fs.mv(tmp, path)
-    else:
-        fs.pipe_file(path, data)
+    write_bytes(uri, data, endpoint)

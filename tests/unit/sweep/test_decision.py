@@ -126,7 +126,11 @@ def test_goal_reached_completes_and_stops_running_trials() -> None:
     assert plan.status.phase == "Completed"
     assert plan.create == []
     assert plan.annotate == {"hp-1": {STOP: "SweepEnded"}}
-    assert "GoalReached" in [e.reason for e in plan.events]
+    ended = [e for e in plan.events if e.reason == "Completed"]
+    assert [(e.type, e.message) for e in ended] == [
+        ("Normal", "hp-0 reached the goal 0.95 (GoalReached)")
+    ]
+    assert next(c for c in plan.status.conditions if c.type == "Complete").reason == "GoalReached"
 
 
 def test_too_many_failures_fail_the_sweep_and_are_not_retried() -> None:
@@ -136,6 +140,7 @@ def test_too_many_failures_fail_the_sweep_and_are_not_retried() -> None:
     assert plan.status.phase == "Failed"
     assert plan.create == []
     assert plan.status.trials.failed == 2
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "Failed")]
 
 
 @pytest.mark.parametrize(("retention", "kept"), [("All", 3), ("Best", 1), ("None", 0)])
@@ -193,3 +198,19 @@ def test_after_retention_deleted_trials_the_status_keeps_the_full_account() -> N
     assert later.delete == []
     assert later.status == done.status
     assert later.events == []
+
+
+def test_trials_stopped_because_the_sweep_ended_are_counted_apart_from_pruned_ones() -> None:
+    trials, _ = passes(1)
+    seen = [finish(trials[0], 0.97, {10: 0.97}), running(trials[1], {10: 0.5})]
+    goal = {"metric": "test_accuracy", "goal": 0.95}
+    ended = decide(seen, objective=goal)
+    assert ended.annotate == {"hp-1": {STOP: "SweepEnded"}}
+    stored = ended.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    cut = json.loads(json.dumps(seen[1]))
+    cut["metadata"].setdefault("annotations", {})[STOP] = "SweepEnded"
+    cut["status"]["phase"] = "Stopped"
+    later = decide([seen[0], cut], stored, at=10, objective=goal)
+    counts = later.status.trials
+    assert (counts.succeeded, counts.pruned, counts.stopped, counts.done) == (1, 0, 1, "2/6")
+    assert [e.reason for e in later.events] == []  # nothing new to say
