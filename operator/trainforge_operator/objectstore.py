@@ -1,9 +1,9 @@
 """Object storage through fsspec, for what the operator itself writes (the schedule's champion
 pointer, the sweep report) and reads (the schedule's data fingerprints).
 
-The operator uses its own credentials (the standard AWS_* / GOOGLE_* environment of its pod, filled
-from the Secret named by the chart's `operator.storageCredentialsSecret`) and never reads the Secrets of a job; the S3 endpoint is the
-one the job template names.
+The operator uses its own credentials (the standard AWS_* / GOOGLE_* environment of its pod,
+filled from the Secret named by the chart's `operator.storageCredentialsSecret`) and never reads
+the Secrets of a job; the S3 endpoint is the one the job template names.
 """
 
 from __future__ import annotations
