@@ -1,4 +1,4 @@
-"""Failure-policy rules: the matcher table, the defaults, and what decide() does with each action."""
+"""Failure-policy rules: the matcher table, the defaults, and what each action does."""
 
 from __future__ import annotations
 
@@ -301,9 +301,7 @@ def test_recovery(seen: Seen, want: Want, config: OperatorConfig) -> None:
 
 def test_a_recovery_reaches_the_metrics(config: OperatorConfig) -> None:
     plan = RECOVERY[3].values[0].decide(config)
-    assert plan.recovery is not None and (plan.recovery.seconds, plan.recovery.lost_steps) == (
-        60.0,
-        10,
-    )
+    assert plan.recovery is not None
+    assert (plan.recovery.seconds, plan.recovery.lost_steps) == (60.0, 10)
     restart = ACTIONS[0].values[0].decide(config)
     assert restart.restart_kind == "gang"
