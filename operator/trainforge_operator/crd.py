@@ -174,6 +174,13 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Step", "type": "integer", "jsonPath": ".status.progress.step"},
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.metrics.loss"},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+    {
+        "name": "Counted",
+        "type": "integer",
+        "jsonPath": ".status.restartsCountedTowardsMax",
+        "description": "Restarts counted against runPolicy.maxRestarts (disruptions are not)",
+        "priority": 1,
+    },
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
     AGE_COLUMN,
     MESSAGE_COLUMN,
