@@ -198,6 +198,20 @@ SPEC_RULES: list[Rule] = [
     ),
     _storage_rule("artifacts"),
     _storage_rule("checkpoint"),
+    Rule(
+        "spec",
+        "!has(self.runPolicy.failurePolicy) || !has(self.runPolicy.failurePolicy.rules) || "
+        "self.runPolicy.failurePolicy.rules.all(r, "
+        "has(r.onExitCodes) || has(r.onPodConditions) || has(r.onReasons))",
+        "spec.runPolicy.failurePolicy.rules: every rule needs a matcher: set onExitCodes, "
+        "onPodConditions or onReasons (a rule without one would match every failure)",
+        lambda _, spec: all(
+            r.on_exit_codes is not None
+            or r.on_pod_conditions is not None
+            or r.on_reasons is not None
+            for r in spec.run_policy.failure_policy.rules
+        ),
+    ),
 ]
 
 METADATA_RULES: list[Rule] = [

@@ -10,7 +10,7 @@ Field names are snake_case in Python and camelCase on the wire (aliases); dump w
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -145,6 +145,63 @@ class PodTemplate(Model):
     annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
 
 
+# What a failure-policy rule does with a failure it matches (docs/failure-policy.md).
+FailureAction = Literal["Fail", "Restart", "RestartIgnoringMax", "Ignore"]
+# The reasons the operator derives for a pod that failed or vanished, besides the raw pod and
+# container reasons (Error, OOMKilled, ...) a rule may also name.
+DISRUPTION_REASONS: tuple[str, ...] = ("Evicted", "Preempted", "NodeLost", "Shutdown")
+
+
+class ExitCodeMatch(Model):
+    """Exit codes of the failed container, as in a Job's podFailurePolicy."""
+
+    operator: Literal["In", "NotIn"] = Field(
+        description="In: the exit code is one of values; NotIn: it is none of them."
+    )
+    values: list[Annotated[int, Field(ge=1, le=255)]] = Field(
+        min_length=1,
+        max_length=255,
+        description="Exit codes (1-255; 0 is a success, never a failure).",
+    )
+
+
+class FailureRule(Model):
+    """One rule: when every matcher it sets matches a failure, `action` decides what happens."""
+
+    action: FailureAction = Field(
+        description="Fail the job; Restart the gang (counted against maxRestarts); "
+        "RestartIgnoringMax (not counted); Ignore (recreate the gang, counted nowhere)."
+    )
+    on_exit_codes: ExitCodeMatch | None = Field(
+        None, description="Matches the failed container's exit code."
+    )
+    on_pod_conditions: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="Matches when one of these pod condition types is True (e.g. "
+        "DisruptionTarget).",
+    )
+    on_reasons: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Matches the failure's reason: Evicted, Preempted, NodeLost, Shutdown, "
+        "PodDeleted, or a pod/container reason such as OOMKilled.",
+    )
+
+
+class FailurePolicy(Model):
+    """Rules tried in order before the defaults; the first that matches decides."""
+
+    rules: list[FailureRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Tried first to last; when none matches, the default rules decide "
+        "(docs/failure-policy.md).",
+    )
+
+
 class RunPolicy(Model):
     """Restarts, deadlines, hang detection, cleanup and suspension."""
 
@@ -184,6 +241,11 @@ class RunPolicy(Model):
     )
     suspend: bool = Field(
         False, description="Suspended jobs have no pods (Kueue sets this while queued)."
+    )
+    failure_policy: FailurePolicy = Field(
+        default_factory=FailurePolicy,
+        description="Rules that decide whether a failure fails the job, restarts the gang "
+        "(counted or not) or is ignored.",
     )
 
 
@@ -372,6 +434,27 @@ class LastFailure(Model):
     reason: str = ""
     message: str = ""
     attempt: int = 0
+    action: str = Field(
+        "", description="What the failure policy did: Fail, Restart, RestartIgnoringMax, Ignore."
+    )
+    rule: str = Field(
+        "", description="The rule that matched: rules[i] of the spec, or default:<name>."
+    )
+
+
+class Recovery(Model):
+    """The latest gang restart, from the failure until training advanced again."""
+
+    kind: str = Field("gang", description="gang, in-place, elastic-shrink or elastic-grow.")
+    failed_at: str | None = None
+    step_at_failure: int | None = None
+    recovered_at: str | None = Field(
+        None, description="When steps advanced again (or all pods ran, without progress)."
+    )
+    seconds: float | None = Field(None, description="recoveredAt - failedAt.")
+    lost_steps: int | None = Field(
+        None, description="Steps redone: step at failure minus the step resumed from."
+    )
 
 
 class Progress(Model):
@@ -418,7 +501,10 @@ class TrainingJobStatus(Model):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     workers: WorkerCounts = Field(default_factory=WorkerCounts)
-    restarts: int = 0
+    restarts: int = Field(0, description="Gang restarts of action Restart or RestartIgnoringMax.")
+    restarts_counted_towards_max: int = Field(
+        0, description="Gang restarts of action Restart: what runPolicy.maxRestarts limits."
+    )
     attempt: int = 0
     start_time: str | None = None
     running_time: str | None = None
@@ -427,6 +513,7 @@ class TrainingJobStatus(Model):
         None, description="Earliest time the next gang attempt may be created (backoff)."
     )
     last_failure: LastFailure | None = None
+    last_recovery: Recovery | None = None
     progress: Progress | None = None
     metric_history: list[MetricPoint] = Field(
         default_factory=list,

@@ -130,6 +130,8 @@ class Controller:
         key = (namespace, name)
         keyloops.cancel(self.loops, key)
         metrics.JOB_STATE.pop(key, None)
+        if self.api.pod_informer is not None:
+            self.api.pod_informer.forget(namespace, name)
         with contextlib.suppress(KeyError):
             metrics.JOB_RESTARTS.remove(namespace, name)
 
@@ -231,6 +233,7 @@ class Controller:
                 self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
             )
         progress = await self._maybe_progress(body, found, loop)
+        departed = self.api.departed_pods(namespace, name, body["metadata"].get("uid", ""))
         return Observed(
             body=body,
             pods=found,
@@ -239,6 +242,7 @@ class Controller:
             now=self.clock(),
             progress=progress,
             configmap_data=cm_data,
+            departed=departed,
         )
 
     async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
@@ -344,6 +348,7 @@ class Controller:
             metrics.JOB_RESTARTS.labels(namespace=key[0], job=key[1]).inc()
         if plan.time_to_running is not None:
             metrics.TIME_TO_RUNNING.observe(plan.time_to_running)
+        metrics.record_recovery(plan.restart_kind, plan.recovery)
         if phase != old_phase and phase == "Succeeded":
             metrics.JOBS_SUCCEEDED.inc()
         if phase != old_phase and phase == "Failed":

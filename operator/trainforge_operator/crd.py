@@ -11,6 +11,7 @@ objects. Cross-field and immutability rules are CEL (`x-kubernetes-validations`)
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Collection
 from typing import Any, Protocol
@@ -61,7 +62,7 @@ def _default_object(node: Schema) -> Schema:
     out: Schema = {}
     for name, sub in (node.get("properties") or {}).items():
         if "default" in sub:
-            out[name] = sub["default"]
+            out[name] = copy.deepcopy(sub["default"])  # no shared objects: no YAML anchors
     return out
 
 
@@ -173,6 +174,13 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Step", "type": "integer", "jsonPath": ".status.progress.step"},
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.metrics.loss"},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+    {
+        "name": "Counted",
+        "type": "integer",
+        "jsonPath": ".status.restartsCountedTowardsMax",
+        "description": "Restarts counted against runPolicy.maxRestarts (disruptions are not)",
+        "priority": 1,
+    },
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
     AGE_COLUMN,
     MESSAGE_COLUMN,

@@ -19,6 +19,7 @@ from trainforge_operator.policies import (
     failure,
     gang,
     images,
+    recovered,
     stop,
     success,
     suspend,
@@ -63,6 +64,7 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
         success.succeed(p, spec, current)
     elif gang.all_running(spec, current):
         gang.running(p, current)
+        recovered.check(p)
         timeouts.check_stall(p, spec)
     else:
         gang.waiting(p, spec, current)

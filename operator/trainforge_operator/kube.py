@@ -147,6 +147,11 @@ class KubeApi:
             expected=ABSENT,
         )
 
+    def departed_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
+        """Pods of this job object the pod informer saw deleted (empty without an informer)."""
+        informer = self.pod_informer
+        return informer.departed(namespace, job, uid) if informer is not None else []
+
     def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object (the uid label excludes a deleted namesake's pods): from the
         pod informer once it has listed the namespace, else from the API server."""
@@ -362,6 +367,9 @@ class PodInformer:
         self.on_change = on_change
         self.watch_seconds = watch_seconds
         self._pods: dict[tuple[str, str], dict[str, Obj]] = {}
+        # The last state of each pod the watch saw deleted, until a namesake appears: why a
+        # worker vanished (the pod GC marks a lost node's pods DisruptionTarget, then deletes).
+        self._departed: dict[tuple[str, str], dict[str, Obj]] = {}
         self._synced: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -390,6 +398,17 @@ class PodInformer:
                 return None
             found = self._pods.get((namespace, job), {})
             return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
+
+    def departed(self, namespace: str, job: str, uid: str) -> list[Obj]:
+        """This job object's pods the watch saw deleted, as they were last seen."""
+        with self._lock:
+            found = self._departed.get((namespace, job), {})
+            return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
+
+    def forget(self, namespace: str, job: str) -> None:
+        """The job is gone: drop what is remembered of its deleted pods."""
+        with self._lock:
+            self._departed.pop((namespace, job), None)
 
     # --- the watch thread ---------------------------------------------------------------------
 
@@ -467,8 +486,10 @@ class PodInformer:
         with self._lock:
             if kind == "DELETED":
                 self._pods.get((ns, job), {}).pop(name, None)
+                self._departed.setdefault((ns, job), {})[name] = _slim(pod)
             else:
                 self._pods.setdefault((ns, job), {})[name] = _slim(pod)
+                self._departed.get((ns, job), {}).pop(name, None)
         self.on_change(ns, job)
 
 

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from trainforge_api.trainingjob import Phase
+from trainforge_api.trainingjob import Phase, Recovery
 
 PHASES: tuple[Phase, ...] = (
     "Pending",
@@ -41,6 +41,32 @@ TIME_TO_RUNNING = Histogram(
     "trainforge_time_to_running_seconds",
     "From gang creation until all workers run.",
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+# Recovery (docs/failure-policy.md). `kind` of a restart: gang (the whole gang recreated),
+# in-place (only the failed pod recreated, survivors re-rendezvous), elastic-shrink and
+# elastic-grow (an elastic gang's world changed size).
+RESTART_KINDS = ("gang", "in-place", "elastic-shrink", "elastic-grow")
+RESTARTS_BY_KIND = Counter(
+    "trainforge_restarts_total",
+    "Restarts after a failure, by kind: gang, in-place, elastic-shrink, elastic-grow.",
+    ["kind"],
+)
+TIME_TO_RECOVER = Histogram(
+    "trainforge_time_to_recover_seconds",
+    "From a failure seen until training steps advance again (or all workers run, without "
+    "progress).",
+    ["kind"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+)
+LOST_STEPS = Counter(
+    "trainforge_lost_steps_total",
+    "Training steps redone after restarts: step at failure minus the step resumed from.",
+    ["kind"],
+)
+QUEUED_SECONDS = Histogram(
+    "trainforge_queued_seconds",
+    "How long a TrainingJob waited for admission (queued, no pods) before it was admitted.",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
 )
 API_ERRORS = Counter(
     "trainforge_api_errors_total", "Failed Kubernetes API calls.", ["verb", "resource"]
@@ -78,6 +104,16 @@ class _JobsCollector(Collector):
             pending.add_metric([pool], n)
         yield jobs
         yield pending
+
+
+def record_recovery(restart_kind: str | None, recovery: Recovery | None) -> None:
+    """A pass restarted something, or saw training advance again after a restart."""
+    if restart_kind is not None:
+        RESTARTS_BY_KIND.labels(kind=restart_kind).inc()
+    if recovery is not None and recovery.seconds is not None:
+        TIME_TO_RECOVER.labels(kind=recovery.kind).observe(recovery.seconds)
+        if recovery.lost_steps is not None:
+            LOST_STEPS.labels(kind=recovery.kind).inc(recovery.lost_steps)
 
 
 _registered = False

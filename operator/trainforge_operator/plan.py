@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainforge_api.trainingjob import TrainingJobStatus
+from trainforge_api.trainingjob import Recovery, TrainingJobStatus
 
 Obj = dict[str, Any]
 EventType = Literal["Normal", "Warning"]
@@ -30,6 +30,8 @@ class Observed:
     progress: Obj | None = None
     rejected: str | None = None  # the API server refused a child built from this spec
     configmap_data: dict[str, str] | None = None  # the context ConfigMap's data, when read
+    # Worker pods deleted while the operator watched, as last seen (why a pod vanished).
+    departed: list[Obj] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,5 @@ class Plan:
     failed_reason: str | None = None
     restarted: bool = False
     time_to_running: float | None = None
+    restart_kind: str | None = None  # gang, in-place, elastic-shrink, elastic-grow
+    recovery: Recovery | None = None  # a restart whose training advanced again this pass

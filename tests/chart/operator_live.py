@@ -4,8 +4,8 @@ For the live dashboard test and the dashboard renders: the operator reads the co
 the chart renders (so the chart's ConfigMap is exercised too), watches one namespace on a real
 kube-apiserver with kwok nodes, and handles a small mix of TrainingJobs so every Operator panel
 has real data: jobs that start, a gang that cannot fit its GPU pool (pending GPU demand), and a
-job naming an unknown node pool (fails), and one whose pods a LimitRange forbids (the API server
-refuses the create: an API error).
+job naming an unknown node pool (fails), one whose pods a LimitRange forbids (the API server
+refuses the create: an API error), and a flaky one that restarts and recovers again and again.
 """
 
 from __future__ import annotations
@@ -143,7 +143,32 @@ def sweep() -> dict[str, Any]:
     }
 
 
+def flaky() -> dict[str, Any]:
+    """A job whose kwok workers report progress (step 12, resumed from 8) and exit 75 after 15 s
+    in every attempt; a failure-policy rule restarts it without counting, so it restarts and
+    recovers over and over (restarts by kind, time to recover, steps redone)."""
+    progress = {"step": 12, "totalSteps": 100, "resumedFromStep": 8}
+    annotations = {
+        "kwok.trainforge.io/exit-code": "75",
+        "kwok.trainforge.io/run-seconds": "15",
+        "trainforge.io/progress": json.dumps(progress),
+    }
+    flaky = job("flaky", 1, 0, "cpu")
+    flaky["spec"]["podTemplate"] = {"annotations": annotations}
+    flaky["spec"]["runPolicy"] = {
+        "restartBackoffSeconds": 1,
+        "maxRestartBackoffSeconds": 2,
+        "failurePolicy": {
+            "rules": [
+                {"action": "RestartIgnoringMax", "onExitCodes": {"operator": "In", "values": [75]}}
+            ]
+        },
+    }
+    return flaky
+
+
 SCENARIO = [
+    flaky(),
     # Same namespace/name as the local run (live_run.short_manifest): per-job operator series.
     job("digits-ddp", 2, 0, "cpu"),
     job("starts-a", 2, 0, "cpu"),

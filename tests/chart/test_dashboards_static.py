@@ -102,6 +102,10 @@ def test_panels_cover_the_issue() -> None:
             "trainforge_schedule_seconds_since_last_success",
             "trainforge_schedule_champion_metric",
             "trainforge_schedule_runs_total",
+            "trainforge_restarts_total",
+            "trainforge_time_to_recover_seconds_bucket",
+            "trainforge_lost_steps_total",
+            "trainforge_queued_seconds_bucket",
         },
     }
     for name, metrics in required.items():

@@ -67,3 +67,27 @@ def test_progress_annotation_source() -> None:
     assert asyncio.run(AnnotationProgressSource().fetch(pod, 9400)) == {"step": 7}
     pod["metadata"]["annotations"] = {"trainforge.io/progress": "not json"}
     assert asyncio.run(AnnotationProgressSource().fetch(pod, 9400)) is None
+
+
+def test_a_restart_and_its_recovery_reach_the_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    from trainforge_api.trainingjob import Recovery
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        value("trainforge_restarts_total", kind="gang"),
+        value("trainforge_time_to_recover_seconds_count", kind="gang"),
+        value("trainforge_lost_steps_total", kind="gang"),
+    )
+    metrics.record_recovery("gang", None)
+    metrics.record_recovery(None, Recovery(kind="gang", seconds=12.5, lost_steps=7))
+    metrics.record_recovery(None, Recovery(kind="gang", recovered_at=None))  # still open: nothing
+    after = (
+        value("trainforge_restarts_total", kind="gang"),
+        value("trainforge_time_to_recover_seconds_count", kind="gang"),
+        value("trainforge_lost_steps_total", kind="gang"),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 7]

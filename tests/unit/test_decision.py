@@ -97,7 +97,8 @@ def test_a_crash_the_backoff_and_the_next_attempt(config: OperatorConfig) -> Non
         Want("Restarting", events=[], created=[], deleted=[worker(0)]),
         Want("Restarting", events=[], created=[], deleted=[]),
         Want("Pending", events=["GangRecreated"], created=[worker(0), worker(1)], deleted=[]),
-        Want("Running", events=["Running"], created=[], deleted=[]),
+        # no progress before the crash: recovered as soon as every worker runs again
+        Want("Running", events=["Running", "Recovered"], created=[], deleted=[]),
     ]  # fmt: skip
 
 

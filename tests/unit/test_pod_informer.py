@@ -101,3 +101,24 @@ def test_list_pods_reads_memory_once_listed() -> None:
     assert names(kube.list_pods("ml", "a", "u1")) == ["a-worker-0"]
     inf.stop()
     assert inf.pods("ml", "a", "u1") is None
+
+
+def test_a_deleted_pod_is_remembered_as_last_seen_until_a_namesake_appears() -> None:
+    """Why a worker vanished: the pod GC marks a lost node's pods, then deletes them."""
+    inf, _, _ = informer([])
+    inf._relist("ml")
+    marked = pod("a-worker-0", "a", phase="Failed")
+    marked["status"]["conditions"] = [
+        {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC"}
+    ]
+    inf._apply("ADDED", pod("a-worker-0", "a"))
+    assert inf.departed("ml", "a", "u1") == []
+    inf._apply("DELETED", marked)
+    gone = inf.departed("ml", "a", "u1")
+    assert [p["status"]["conditions"][0]["reason"] for p in gone] == ["DeletionByPodGC"]
+    assert inf.departed("ml", "a", "other-uid") == []
+    inf._apply("ADDED", pod("a-worker-0", "a"))  # the next attempt's pod of that name
+    assert inf.departed("ml", "a", "u1") == []
+    inf._apply("DELETED", marked)
+    inf.forget("ml", "a")
+    assert inf.departed("ml", "a", "u1") == []

@@ -8,6 +8,8 @@
 - `suspend`: runPolicy.suspend and resuming;
 - `stop`: the stop-reason annotation (a sweep pruning a trial) ends the job as Stopped;
 - `ttl`: a finished job's cleanPodPolicy and ttlSecondsAfterFinished;
+- `failure_rules`: runPolicy.failurePolicy.rules and the defaults: which action a failure gets;
+- `recovered`: status.lastRecovery: when a restarted gang trains again, and the steps it redid;
 - `state`: the `Pass` they all read from and write to.
 
 Every function is pure: it reads the observed state and writes the new status and the plan.

@@ -1,18 +1,18 @@
 """Failure: which pod failed and why, whose fault it was, and whether the gang restarts.
 
 Any failed pod fails the gang. The root cause is the failed container that terminated first,
-looking past ranks that only fell over because a peer went away. Its exit code is classified per
-docs/architecture.md: preemption and eviction always retry; then the job's
-`runPolicy.permanentExitCodes` / `retryableExitCodes`; then the defaults: 75 (transient runtime
-failure) and 128+N (killed by a signal) retry, every other non-zero code is permanent. A
-retryable failure restarts the whole gang after an exponential backoff, until
-`runPolicy.maxRestarts`; a permanent one fails the job and names pod, container and exit code.
+looking past ranks that only fell over because a peer went away. The failure policy's rules
+(`failure_rules.py`, docs/failure-policy.md) give it an action: Fail names pod, container and
+exit code; Restart restarts the whole gang after an exponential backoff, counted against
+`runPolicy.maxRestarts`; RestartIgnoringMax does the same without counting (the default for
+preemption, eviction and node loss); Ignore recreates the gang after the base backoff and counts
+it nowhere. The defaults reproduce the classification of docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trainforge_api import termination
@@ -20,7 +20,8 @@ from trainforge_api.exitcodes import TRANSIENT, UPLOAD_FAILED
 from trainforge_api.trainingjob import LastFailure, RunPolicy, TrainingJobSpec
 from trainforge_operator import builders, pods
 from trainforge_operator.names import worker_name
-from trainforge_operator.policies import success, ttl
+from trainforge_operator.policies import failure_rules, recovered, success, ttl
+from trainforge_operator.policies.failure_rules import Verdict
 from trainforge_operator.policies.state import PENDING_REQUEUE, Pass
 from trainforge_operator.status import (
     condition_true,
@@ -56,6 +57,8 @@ class PodFailure:
     # The runtime said this rank failed only because a peer went away (exitReason PeerFailure):
     # fallout, not a cause, unless nothing else failed.
     peer_fallout: bool = False
+    # What the failure-policy rules match on (failure_rules.Facts).
+    facts: failure_rules.Facts = field(default_factory=failure_rules.Facts)
 
     def describe(self) -> str:
         """Human sentence naming the pod, container and exit code or signal."""
@@ -107,15 +110,17 @@ def pod_failure(pod: Obj) -> PodFailure | None:
     if term is None and status.get("phase") != "Failed":
         return None
     if term is None:
+        gone = failure_rules.disruption(pod)
         return PodFailure(
             pod=pods.name(pod),
             container="",
             exit_code=None,
             signal=None,
-            reason=status.get("reason") or "PodFailed",
-            message=(status.get("message") or "")[:512],
+            reason=gone.reason if gone else status.get("reason") or "PodFailed",
+            message=(gone.message if gone else status.get("message") or "")[:512],
             finished_at="",
             disrupted=_disrupted(pod),
+            facts=failure_rules.facts(pod, None),
         )
     code = term.get("exitCode")
     signal = term.get("signal")
@@ -133,11 +138,13 @@ def pod_failure(pod: Obj) -> PodFailure | None:
         finished_at=term.get("finishedAt") or "",
         disrupted=_disrupted(pod),
         peer_fallout=termination.is_peer_fallout(reported),
+        facts=failure_rules.facts(pod, code),
     )
 
 
 def classify(failure: PodFailure, policy: RunPolicy) -> FailureClass:
-    """Retryable or permanent, per the table in docs/architecture.md."""
+    """Retryable or permanent, per the table in docs/architecture.md (what the default rules
+    of failure_rules.py decide when the spec has no rules of its own)."""
     if failure.disrupted:
         return "retryable"
     code = failure.exit_code
@@ -178,7 +185,8 @@ def gang_failed(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
     cause = root_cause(failures)
     if cause.peer_fallout and _awaiting_culprit(p, cause, failures, current):
         return True
-    if classify(cause, spec.run_policy) == "permanent":
+    verdict = failure_rules.decide(cause.facts, spec.run_policy)
+    if verdict.action == "Fail":
         success.absorb_summary(p, current)
         reason, why = "WorkerFailed", "a permanent failure: not restarted"
         if cause.exit_code == UPLOAD_FAILED:
@@ -186,9 +194,18 @@ def gang_failed(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
             p.status.artifacts = None
             reason = "ArtifactUploadFailed"
             why = "the artifact upload failed after its retries; nothing was published"
-        fail(p, reason, f"{cause.describe()} ({why})", spec.run_policy.clean_pod_policy, cause)
+        if verdict.rule.startswith("rules["):
+            why = f"failed by failurePolicy.{verdict.rule}: not restarted"
+        fail(
+            p,
+            reason,
+            f"{cause.describe()} ({why})",
+            spec.run_policy.clean_pod_policy,
+            cause,
+            verdict,
+        )
     else:
-        restart(p, spec, cause, "WorkerFailed")
+        restart(p, spec, cause, "WorkerFailed", verdict)
     return True
 
 
@@ -219,51 +236,114 @@ def _lost_member(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
     missing = [i for i in range(spec.parallelism.nodes) if i not in present]
     if not missing:
         return False
-    lost = PodFailure(
-        pod=worker_name(p.job.name, missing[0]),
-        container="",
-        exit_code=None,
-        signal=None,
-        reason="PodDeleted",
-        message="the pod disappeared while the gang was running",
-        finished_at="",
-        disrupted=True,
-    )
-    restart(p, spec, lost, "WorkerLost")
+    lost = _vanished(p, worker_name(p.job.name, missing[0]))
+    verdict = failure_rules.decide(lost.facts, spec.run_policy)
+    if verdict.action == "Fail":
+        fail(
+            p,
+            "WorkerLost",
+            f"{lost.describe()} (failed by failurePolicy.{verdict.rule})",
+            spec.run_policy.clean_pod_policy,
+            lost,
+            verdict,
+        )
+    else:
+        restart(p, spec, lost, "NodeLost" if lost.reason == "NodeLost" else "WorkerLost", verdict)
     return True
 
 
-def restart(p: Pass, spec: TrainingJobSpec, failure: PodFailure, reason: str) -> None:
-    """Gang restart after a retryable failure, or Failed when restarts are exhausted."""
+def _vanished(p: Pass, name: str) -> PodFailure:
+    """Why a worker of the running gang is gone, from its last state: still terminating, or as
+    the pod watch last saw it before it was deleted (the pod GC marks the pods of a deleted node
+    DisruptionTarget/DeletionByPodGC first). PodDeleted when nothing says why."""
+    attempt = p.status.attempt
+    last = [
+        pod
+        for pod in [*p.obs.pods, *p.obs.departed]
+        if pods.name(pod) == name and pods.attempt(pod) == attempt
+    ]
+    seen = last[0] if last else None
+    failed = pod_failure(seen) if seen is not None else None
+    if failed is not None:
+        return failed
+    gone = failure_rules.disruption(seen) if seen is not None else None
+    reason = gone.reason if gone else failure_rules.POD_DELETED
+    return PodFailure(
+        pod=name,
+        container="",
+        exit_code=None,
+        signal=None,
+        reason=reason,
+        message=gone.message if gone else "the pod disappeared while the gang was running",
+        finished_at="",
+        disrupted=True,
+        facts=failure_rules.facts(seen, None, (reason,)),
+    )
+
+
+def restart(
+    p: Pass,
+    spec: TrainingJobSpec,
+    failure: PodFailure,
+    reason: str,
+    verdict: Verdict = failure_rules.STALL,
+) -> None:
+    """Gang restart per the verdict's action (Restart, RestartIgnoringMax, Ignore), or Failed
+    when a counted restart finds runPolicy.maxRestarts used up."""
     policy = spec.run_policy
-    if p.status.restarts >= policy.max_restarts:
+    counted = p.status.restarts_counted_towards_max
+    if verdict.counted and counted >= policy.max_restarts:
         fail(
             p,
             "MaxRestartsExceeded",
-            f"{failure.describe()}; the gang was already restarted {p.status.restarts} "
+            f"{failure.describe()}; the gang was already restarted {counted} counted "
             f"times (runPolicy.maxRestarts={policy.max_restarts})",
             policy.clean_pod_policy,
             failure,
+            verdict,
         )
         return
-    delay = backoff_seconds(p.status.restarts, policy)
-    p.status.last_failure = _last_failure(p, failure)
-    p.status.restarts += 1
+    ignored = verdict.action == "Ignore"
+    # Ignore waits only the base backoff, so an ignored failure can never hot-loop.
+    delay = (
+        float(policy.restart_backoff_seconds)
+        if ignored
+        else backoff_seconds(p.status.restarts, policy)
+    )
+    p.status.last_failure = _last_failure(p, failure, verdict)
+    p.status.last_recovery = recovered.started(p)
+    if not ignored:
+        p.status.restarts += 1
+    if verdict.counted:
+        p.status.restarts_counted_towards_max += 1
     p.status.restart_after = iso(p.now + dt.timedelta(seconds=delay))
     p.status.running_time = None
     if p.status.progress is not None:
         p.status.progress.last_advance_time = None
     message = (
         f"attempt {p.status.attempt} failed: {failure.describe()}; restarting the gang in "
-        f"{human_duration(delay)} (restart {p.status.restarts} of {policy.max_restarts})"
+        f"{human_duration(delay)} ({_counting(p, verdict, policy.max_restarts)})"
     )
     p.set_phase("Restarting", message)
     p.condition("Restarting", True, reason, message)
     p.condition("PodsReady", False, reason, message)
     p.delete(p.obs.pods)
-    p.event("Warning", "Restarting", message)
+    p.event(
+        "Normal" if ignored else "Warning", "FailureIgnored" if ignored else "Restarting", message
+    )
     p.plan.restarted = True
+    p.plan.restart_kind = "gang"
     p.requeue(delay)
+
+
+def _counting(p: Pass, verdict: Verdict, max_restarts: int) -> str:
+    """How this restart counts, in words, naming the rule when it was not a default."""
+    rule = f"failurePolicy.{verdict.rule}: " if verdict.rule.startswith("rules[") else ""
+    if verdict.action == "Ignore":
+        return f"{rule}ignored, not counted"
+    if verdict.action == "RestartIgnoringMax":
+        return f"{rule}not counted against maxRestarts"
+    return f"{rule}restart {p.status.restarts_counted_towards_max} of {max_restarts}"
 
 
 def recreate_gang(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:
@@ -288,11 +368,16 @@ def recreate_gang(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:
 
 
 def fail(
-    p: Pass, reason: str, message: str, clean_pod_policy: str, failure: PodFailure | None = None
+    p: Pass,
+    reason: str,
+    message: str,
+    clean_pod_policy: str,
+    failure: PodFailure | None = None,
+    verdict: Verdict | None = None,
 ) -> None:
     """The job has Failed for good: say why, clean its pods up, and schedule its TTL."""
     if failure is not None:
-        p.status.last_failure = _last_failure(p, failure)
+        p.status.last_failure = _last_failure(p, failure, verdict)
     p.set_phase("Failed", message)
     p.status.completion_time = iso(p.now)
     p.status.restart_after = None
@@ -314,7 +399,7 @@ def invalid(p: Pass, problem: str) -> None:
     fail(p, "InvalidSpec", text, "All")
 
 
-def _last_failure(p: Pass, f: PodFailure) -> LastFailure:
+def _last_failure(p: Pass, f: PodFailure, verdict: Verdict | None = None) -> LastFailure:
     return LastFailure(
         pod=f.pod,
         container=f.container,
@@ -323,4 +408,6 @@ def _last_failure(p: Pass, f: PodFailure) -> LastFailure:
         reason=f.reason,
         message=f.message,
         attempt=p.status.attempt,
+        action=verdict.action if verdict else "",
+        rule=verdict.rule if verdict else "",
     )

@@ -48,6 +48,7 @@ class Seen:
     configmap: dict[str, str] | None = None  # the context ConfigMap's data, when read
     rejected: str | None = None  # the API server refused a child
     annotations: dict[str, str] = field(default_factory=dict)  # the job's annotations
+    departed: list[Obj] = field(default_factory=list)  # pods the watch saw deleted
 
     def job(self) -> Obj:
         body = make_job(self.spec, status=self.status)
@@ -65,6 +66,7 @@ class Seen:
             progress=self.progress,
             rejected=self.rejected,
             configmap_data=self.configmap,
+            departed=self.departed,
         )
         return decide(observed, config)
 
