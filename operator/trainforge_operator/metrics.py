@@ -24,6 +24,7 @@ PHASES: tuple[Phase, ...] = (
     "Failed",
     "Suspended",
     "Stopped",
+    "Queued",
 )
 
 JOBS_CREATED = Counter("trainforge_jobs_created_total", "TrainingJobs whose gang was created.")
@@ -41,6 +42,11 @@ TIME_TO_RUNNING = Histogram(
     "trainforge_time_to_running_seconds",
     "From gang creation until all workers run.",
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+JOB_QUEUED_SECONDS = Histogram(
+    "trainforge_job_queued_seconds",
+    "Time a Kueue-managed TrainingJob waited in its queue before each admission.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
 )
 API_ERRORS = Counter(
     "trainforge_api_errors_total", "Failed Kubernetes API calls.", ["verb", "resource"]
