@@ -102,6 +102,7 @@ def test_panels_cover_the_issue() -> None:
             "trainforge_schedule_seconds_since_last_success",
             "trainforge_schedule_champion_metric",
             "trainforge_schedule_runs_total",
+            "trainforge_job_queued_seconds_bucket",
         },
     }
     for name, metrics in required.items():
