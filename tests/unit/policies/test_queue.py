@@ -169,9 +169,11 @@ def test_eviction_stops_the_gang_without_counting_a_restart(kconfig: OperatorCon
     assert sorted(plan.delete_pods) == ["digits-worker-0", "digits-worker-1"]
     assert plan.workload_status is None  # the quota is given back only once the pods are gone
     assert plan.status.phase == "Queued"
-    assert plan.status.restarts == 1 and plan.status.attempt == 1
+    assert plan.status.restarts == 1
+    assert plan.status.attempt == 1
     assert not plan.restarted
-    assert plan.status.start_time is None and plan.status.running_time is None
+    assert plan.status.start_time is None
+    assert plan.status.running_time is None
     queued = condition(plan, "Queued")
     assert queued.reason == "Preempted"
     assert "checkpoint kept (last reported step 30)" in queued.message
