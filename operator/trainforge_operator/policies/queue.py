@@ -111,6 +111,9 @@ def _create(p: Pass, spec: TrainingJobSpec, view: QueueView) -> bool:
         _queued(p, view, "PriorityClassNotFound", message)
         return True
     p.plan.workload_create = kueue.build_workload(p.obs.body, spec, p.config, view.priority)
+    # A gang whose Workload was deleted under it runs on no quota: stop it, as Kueue's own job
+    # reconciler suspends a running job that has no Workload.
+    p.delete(p.live)
     _queued(p, view, "Pending", "waiting for Kueue to reserve quota")
     return True
 

@@ -214,3 +214,11 @@ def test_without_the_kueue_setting_the_label_changes_nothing(config: OperatorCon
     assert plan.workload_create is None
     assert plan.status.phase == "Pending"
     assert len([o for o in plan.create if o["kind"] == "Pod"]) == 2
+
+
+def test_a_running_gang_whose_workload_vanished_is_stopped(kconfig: OperatorConfig) -> None:
+    pods = [make_pod(0), make_pod(1)]
+    plan = decide_with(kconfig, QueueView(workload=None), status={"phase": "Running"}, pods=pods)
+    assert plan.workload_create is not None
+    assert sorted(plan.delete_pods) == ["digits-worker-0", "digits-worker-1"]
+    assert plan.status.phase == "Queued"
