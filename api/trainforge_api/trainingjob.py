@@ -30,8 +30,17 @@ DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 Layout = Literal["data", "fsdp", "pipeline", "tensor"]
 Backend = Literal["auto", "nccl", "gloo"]
 Phase = Literal[
-    "Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended", "Stopped"
+    "Pending",
+    "Starting",
+    "Running",
+    "Restarting",
+    "Succeeded",
+    "Failed",
+    "Suspended",
+    "Stopped",
+    "Queued",
 ]
+# Queued: waiting for Kueue to admit the job's Workload (docs/kueue.md); it has no pods.
 # Stopped: ended on request (the STOP_ANNOTATION, e.g. a sweep pruning a trial), not a failure.
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Stopped"})
 # Set on a TrainingJob to end it as Stopped; the value is the reason (e.g. `Pruned`).

@@ -79,6 +79,12 @@ class OperatorConfig(BaseSettings):
         "the pod's creation, before the job fails with reason ImagePullBackOff "
         "(InvalidImageName fails at once).",
     )
+    kueue: bool = Field(
+        False,
+        description="Admit TrainingJobs labelled kueue.x-k8s.io/queue-name through Kueue: the "
+        "operator creates a Kueue Workload per job and starts the gang only once Kueue admits it "
+        "(docs/kueue.md). Needs Kueue installed and the chart's kueue.enabled RBAC.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -28,14 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from trainforge_api.context import InvalidSpecError, parse_spec
-from trainforge_operator import decision, keyloops, kube, metrics, pods
+from trainforge_operator import decision, keyloops, kube, kueue, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
 from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import context_name, service_name
-from trainforge_operator.plan import Observed, Plan
+from trainforge_operator.plan import Observed, Plan, QueueView
+from trainforge_operator.policies import queue
 from trainforge_operator.progress import ProgressSource
 from trainforge_operator.status import status_dict
 
@@ -232,8 +233,10 @@ class Controller:
             found, (has_svc, has_cm, cm_data) = await asyncio.gather(
                 self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
             )
-        progress = await self._maybe_progress(body, found, loop)
         departed = self.api.departed_pods(namespace, name, body["metadata"].get("uid", ""))
+        progress, queue_view = await asyncio.gather(
+            self._maybe_progress(body, found, loop), self._queue_view(body)
+        )
         return Observed(
             body=body,
             pods=found,
@@ -243,7 +246,42 @@ class Controller:
             progress=progress,
             configmap_data=cm_data,
             departed=departed,
+            queue=queue_view,
         )
+
+    async def _queue_view(self, body: Obj) -> QueueView | None:
+        """Kueue's objects for a job it admits (policies/queue.py): the Workload; the LocalQueue
+        while not admitted (to name its ClusterQueue); the admitted ResourceFlavors; the
+        WorkloadPriorityClass before the Workload exists. None when Kueue is not involved."""
+        local_queue = kueue.queue_name(body)
+        if not self.config.kueue or local_queue is None or not queue.needs_view(body):
+            return None
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        name = kueue.workload_name(meta["name"], meta.get("uid", ""))
+        wl = await self._call(self.api.get_kueue, kueue.WORKLOADS, name, namespace)
+        if wl is None:
+            klass = kueue.priority_class(body)
+            wpc = None
+            if klass is not None:
+                wpc = await self._call(self.api.get_kueue, "workloadpriorityclasses", klass)
+            lq = await self._call(self.api.get_kueue, "localqueues", local_queue, namespace)
+            value = (wpc or {}).get("value")
+            return QueueView(
+                workload=None,
+                local_queue=lq,
+                priority=int(value) if isinstance(value, int) else None,
+                priority_missing=klass is not None and wpc is None,
+            )
+        if not kueue.admission(wl).admitted:
+            lq = await self._call(self.api.get_kueue, "localqueues", local_queue, namespace)
+            return QueueView(workload=wl, local_queue=lq)
+        names = kueue.flavor_names(wl)
+        found = await asyncio.gather(
+            *(self._call(self.api.get_kueue, "resourceflavors", n) for n in names)
+        )
+        flavors = {n: f for n, f in zip(names, found, strict=True) if f is not None}
+        return QueueView(workload=wl, flavors=flavors)
 
     async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
         """Service exists? ConfigMap exists, and its data? Read only when the cache does not
@@ -288,6 +326,7 @@ class Controller:
         if not await self._write_status(body, plan, loop):
             return False
         await self._delete(body, plan)
+        await self._write_workload(plan)
         if plan.events:
             self.events.send(key, body, plan.events)
         if plan.delete_job:
@@ -298,6 +337,10 @@ class Controller:
     async def _create(self, body: Obj, plan: Plan, loop: _Loop) -> None:
         """Create and update children (creates raise ChildRejectedError)."""
         meta = body["metadata"]
+        if plan.workload_create is not None:
+            new_wl = await self._call(self.api.create_workload, plan.workload_create)
+            log.info("%s Workload %s", "created" if new_wl else "exists",
+                     plan.workload_create["metadata"]["name"])  # fmt: skip
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
         for obj, new in zip(plan.create, created, strict=True):
             log.info(
@@ -307,6 +350,20 @@ class Controller:
         for obj in plan.update:
             log.info("updated %s/%s", obj["kind"], obj["metadata"]["name"])
         loop.cache.saw_children(meta)
+
+    async def _write_workload(self, plan: Plan) -> None:
+        """The Workload status the queue policy decided (released after an eviction, Finished),
+        once the job's own status says why. A conflict (Kueue wrote it meanwhile) is left to
+        the next pass, which decides again from the fresh Workload."""
+        if plan.workload_status is None:
+            return
+        meta = plan.workload_status["metadata"]
+        stored = await self._call(self.api.replace_workload_status, plan.workload_status)
+        if stored is None:
+            log.info("Workload %s/%s changed underneath; retrying", meta["namespace"], meta["name"])
+            plan.requeue_after = CONFLICT_REQUEUE
+        else:
+            log.info("updated the status of Workload %s/%s", meta["namespace"], meta["name"])
 
     async def _delete(self, body: Obj, plan: Plan) -> None:
         """Delete the pods the plan gave up, once the status saying why is stored."""
@@ -349,6 +406,8 @@ class Controller:
         if plan.time_to_running is not None:
             metrics.TIME_TO_RUNNING.observe(plan.time_to_running)
         metrics.record_recovery(plan.restart_kind, plan.recovery)
+        if plan.queued_seconds is not None:
+            metrics.JOB_QUEUED_SECONDS.observe(plan.queued_seconds)
         if phase != old_phase and phase == "Succeeded":
             metrics.JOBS_SUCCEEDED.inc()
         if phase != old_phase and phase == "Failed":

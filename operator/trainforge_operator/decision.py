@@ -20,6 +20,7 @@ from trainforge_operator.policies import (
     gang,
     images,
     recovered,
+    queue,
     stop,
     success,
     suspend,
@@ -34,6 +35,7 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     spec, problem = _read_spec(observed, config)
     p = Pass.begin(observed, config, spec)
     if p.old.phase in TERMINAL_PHASES:
+        queue.finish(p)
         ttl.finished(p)
         return p.plan
     if (reason := stop.requested(p)) is not None:
@@ -44,6 +46,8 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
         return p.plan
     if spec.run_policy.suspend:
         suspend.suspend(p)
+        return p.plan
+    if queue.holds(p, spec):
         return p.plan
     suspend.resume(p)
     gang.prepare(p, spec)
@@ -60,6 +64,7 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     if images.cannot_start(p, spec, current):
         return p.plan
     gang.create_missing(p, spec, current, blocked=bool(stale))
+    queue.place(p)
     if gang.all_succeeded(spec, current):
         success.succeed(p, spec, current)
     elif gang.all_running(spec, current):

@@ -28,7 +28,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
-from trainforge_operator import metrics
+from trainforge_operator import kueue, metrics
 from trainforge_operator.names import LABEL_JOB, LABEL_UID, MANAGED_BY, job_pods_selector
 from trainforge_operator.plan import Event
 
@@ -283,6 +283,67 @@ class KubeApi:
                 plural,
                 meta["name"],
                 obj,
+                _preload_content=False,
+            ),
+            expected=STALE,
+        )
+
+    # --- Kueue (kueue.py): the job's Workload and what its admission names -----------------------
+
+    def get_kueue(self, plural: str, name: str, namespace: str | None = None) -> Obj | None:
+        """A Kueue object (v1beta2): namespaced when `namespace` is given, else cluster-scoped;
+        None when it does not exist."""
+        group, version = kueue.GROUP, kueue.VERSION
+        if namespace is None:
+            request: Callable[[], Any] = lambda: self.custom.get_cluster_custom_object(  # noqa: E731
+                group, version, plural, name, _preload_content=False
+            )
+        else:
+            request = lambda: self.custom.get_namespaced_custom_object(  # noqa: E731
+                group, version, namespace, plural, name, _preload_content=False
+            )
+        return self._send("get", plural, request, expected=ABSENT)
+
+    def create_workload(self, obj: Obj) -> bool:
+        """Create the job's Workload; AlreadyExists is success (False): the name is fixed."""
+        meta = obj["metadata"]
+        try:
+            created = self._send(
+                "create",
+                kueue.WORKLOADS,
+                lambda: self.custom.create_namespaced_custom_object(
+                    kueue.GROUP,
+                    kueue.VERSION,
+                    meta["namespace"],
+                    kueue.WORKLOADS,
+                    obj,
+                    _preload_content=False,
+                ),
+                expected=EXISTS,
+                read=False,
+            )
+        except ApiException as err:
+            if err.status in REJECTED:
+                raise ChildRejectedError(
+                    f"Workload {meta['name']}: {_server_message(err)}"
+                ) from err
+            raise
+        return created is not None
+
+    def replace_workload_status(self, workload: Obj) -> Obj | None:
+        """PUT a Workload's status at its observed resourceVersion: the stored object, None
+        when it changed since (Kueue wrote it meanwhile) or is gone."""
+        meta = workload["metadata"]
+        return self._send(
+            "update",
+            kueue.WORKLOADS + "/status",
+            lambda: self.custom.replace_namespaced_custom_object_status(
+                kueue.GROUP,
+                kueue.VERSION,
+                meta["namespace"],
+                kueue.WORKLOADS,
+                meta["name"],
+                workload,
                 _preload_content=False,
             ),
             expected=STALE,

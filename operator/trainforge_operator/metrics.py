@@ -24,6 +24,7 @@ PHASES: tuple[Phase, ...] = (
     "Failed",
     "Suspended",
     "Stopped",
+    "Queued",
 )
 
 JOBS_CREATED = Counter("trainforge_jobs_created_total", "TrainingJobs whose gang was created.")
@@ -63,10 +64,10 @@ LOST_STEPS = Counter(
     "Training steps redone after restarts: step at failure minus the step resumed from.",
     ["kind"],
 )
-QUEUED_SECONDS = Histogram(
-    "trainforge_queued_seconds",
-    "How long a TrainingJob waited for admission (queued, no pods) before it was admitted.",
-    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+JOB_QUEUED_SECONDS = Histogram(
+    "trainforge_job_queued_seconds",
+    "Time a Kueue-managed TrainingJob waited in its queue before each admission.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
 )
 API_ERRORS = Counter(
     "trainforge_api_errors_total", "Failed Kubernetes API calls.", ["verb", "resource"]

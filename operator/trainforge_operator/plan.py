@@ -32,6 +32,19 @@ class Observed:
     configmap_data: dict[str, str] | None = None  # the context ConfigMap's data, when read
     # Worker pods deleted while the operator watched, as last seen (why a pod vanished).
     departed: list[Obj] = field(default_factory=list)
+    queue: QueueView | None = None  # Kueue's view of the job, when Kueue admits it
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """What Kueue says about one job (read only when Kueue admits it: config.kueue and the
+    queue-name label). See kueue.py and policies/queue.py."""
+
+    workload: Obj | None  # the job's Workload; None before it is created
+    local_queue: Obj | None = None  # the LocalQueue named by the label (None: missing/unread)
+    flavors: dict[str, Obj] = field(default_factory=dict)  # ResourceFlavors of the admission
+    priority: int | None = None  # the WorkloadPriorityClass's value, when the job names one
+    priority_missing: bool = False  # the job names a WorkloadPriorityClass that does not exist
 
 
 @dataclass(frozen=True)
@@ -60,3 +73,8 @@ class Plan:
     time_to_running: float | None = None
     restart_kind: str | None = None  # gang, in-place, elastic-shrink, elastic-grow
     recovery: Recovery | None = None  # a restart whose training advanced again this pass
+    # Kueue (policies/queue.py): the Workload to create, and the Workload status to write (the
+    # whole Workload, at its observed resourceVersion) once the job's own status is stored.
+    workload_create: Obj | None = None
+    workload_status: Obj | None = None
+    queued_seconds: float | None = None  # set on the pass that saw the job admitted

@@ -5,7 +5,8 @@ the chart renders (so the chart's ConfigMap is exercised too), watches one names
 kube-apiserver with kwok nodes, and handles a small mix of TrainingJobs so every Operator panel
 has real data: jobs that start, a gang that cannot fit its GPU pool (pending GPU demand), and a
 job naming an unknown node pool (fails), one whose pods a LimitRange forbids (the API server
-refuses the create: an API error), and a flaky one that restarts and recovers again and again.
+refuses the create: an API error), a flaky one that restarts and recovers again and again, and
+two jobs admitted by a real Kueue (queued time).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def chart_config(metrics_port: int, health_port: int) -> dict[str, Any]:
         "metrics": {"port": metrics_port},
         "healthPort": health_port,
         "operator": {"logFormat": "text"},
+        "kueue": {"enabled": True},
         # kwok pods have no reachable IPs: progress comes from the pod annotation.
         "config": {
             "nodePools": pools,
@@ -99,6 +101,47 @@ def job(name: str, nodes: int, gpus: int, pool: str) -> dict[str, Any]:
             "nodePool": pool,
         },
     }
+
+
+def queued(name: str) -> dict[str, Any]:
+    manifest = job(name, 1, 0, "cpu")
+    manifest["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team"}
+    return manifest
+
+
+# Kueue (started in the tier): a ClusterQueue with room for one 1-CPU worker, LocalQueue `team`.
+KUEUE_OBJECTS = [
+    {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor",
+     "metadata": {"name": "default"}},
+    {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "ClusterQueue",
+        "metadata": {"name": "ml-demo"},
+        "spec": {
+            "namespaceSelector": {},
+            "resourceGroups": [
+                {
+                    "coveredResources": ["cpu", "memory"],
+                    "flavors": [
+                        {
+                            "name": "default",
+                            "resources": [
+                                {"name": "cpu", "nominalQuota": "1"},
+                                {"name": "memory", "nominalQuota": "4Gi"},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        },
+    },
+    {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "LocalQueue",
+        "metadata": {"name": "team", "namespace": NAMESPACE},
+        "spec": {"clusterQueue": "ml-demo"},
+    },
+]  # fmt: skip
 
 
 def over_limit() -> dict[str, Any]:
@@ -178,6 +221,9 @@ SCENARIO = [
     job("unknown-pool", 1, 0, "no-such-pool"),
     over_limit(),
     sweep(),
+    # Admitted by Kueue (quota for one): queued-a waits a moment (queued time), queued-b stays.
+    queued("queued-a"),
+    queued("queued-b"),
 ]
 
 
@@ -260,6 +306,9 @@ def live_operator(workdir: Path, say: Callable[[str], None] = print) -> Iterator
         )
         cp.kubectl("create", "namespace", NAMESPACE, check=True)
         cp.apply(LIMIT_RANGE)
+        cp.start_kueue()
+        for obj in KUEUE_OBJECTS:
+            cp.apply(obj)
         data_dir = workdir / "retrain-data"
         data_dir.mkdir(exist_ok=True)
         (data_dir / "part-0.csv").write_text("0,1\n")

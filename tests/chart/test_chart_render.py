@@ -364,3 +364,40 @@ def test_notes_tell_what_was_installed(helm: str, tmp_path: Path) -> None:
     )
     assert "watches these namespaces only: team-a, team-b" in namespaced
     assert "ServiceMonitor PodMonitor PrometheusRule" in namespaced
+
+
+EXPECTED_KUEUE = {
+    ("kueue.x-k8s.io", "workloads"): {"get", "create"},
+    ("kueue.x-k8s.io", "workloads/status"): {"get", "update"},
+    ("kueue.x-k8s.io", "localqueues"): {"get"},
+}
+EXPECTED_KUEUE_CLUSTER = {
+    ("kueue.x-k8s.io", "resourceflavors"): {"get"},
+    ("kueue.x-k8s.io", "workloadpriorityclasses"): {"get"},
+}
+
+
+def test_kueue_rbac_and_setting_only_when_enabled(
+    helm: str, default_docs: list[dict[str, Any]]
+) -> None:
+    assert not any(group == "kueue.x-k8s.io" for group, _ in grants(default_docs))
+    docs = render(helm, sets=["kueue.enabled=true"])
+    expected = {
+        **EXPECTED_NAMESPACED,
+        **EXPECTED_KUEUE,
+        **EXPECTED_KUEUE_CLUSTER,
+        ("", "namespaces"): {"list", "watch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
+    assert grants(docs) == expected
+    cm = next(d for d in of_kind(docs, "ConfigMap") if "config.yaml" in d["data"])
+    assert OperatorConfig.model_validate(yaml.safe_load(cm["data"]["config.yaml"])).kueue
+    # Namespaced mode: Workloads per watched namespace, the cluster-scoped reads in the ClusterRole.
+    docs = render(helm, values=[CI / "namespaced-values.yaml"], sets=["kueue.enabled=true"])
+    for role in of_kind(docs, "Role"):
+        role_grants = grants([role])
+        assert {k: role_grants[k] for k in EXPECTED_KUEUE} == EXPECTED_KUEUE
+    (cluster_role,) = of_kind(docs, "ClusterRole")
+    assert {k: v for k, v in grants([cluster_role]).items() if k[0] == "kueue.x-k8s.io"} == (
+        EXPECTED_KUEUE_CLUSTER
+    )

@@ -105,7 +105,7 @@ def test_panels_cover_the_issue() -> None:
             "trainforge_restarts_total",
             "trainforge_time_to_recover_seconds_bucket",
             "trainforge_lost_steps_total",
-            "trainforge_queued_seconds_bucket",
+            "trainforge_job_queued_seconds_bucket",
         },
     }
     for name, metrics in required.items():

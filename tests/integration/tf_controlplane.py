@@ -62,6 +62,7 @@ class Toolset:
     scheduler: Tool
     kubectl: Tool
     kwok: Tool
+    kueue: Tool
 
     def all(self) -> list[Tool]:
         return [
@@ -71,6 +72,7 @@ class Toolset:
             self.scheduler,
             self.kubectl,
             self.kwok,
+            self.kueue,
         ]
 
     def missing(self) -> list[Tool]:
@@ -81,12 +83,13 @@ def pinned_versions() -> dict[str, str]:
     """Read CACHE_DIR and the pinned versions from hack/lib.sh so there is one source of truth."""
     script = (
         f'source "{HACK / "lib.sh"}" >/dev/null; '
-        'printf "%s\\n" "$CACHE_DIR" "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION"'
+        'printf "%s\\n" "$CACHE_DIR" "$K8S_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" '
+        '"$KUEUE_VERSION"'
     )
     out = subprocess.run(
         ["bash", "-c", script], check=True, capture_output=True, text=True
     ).stdout.split("\n")
-    return {"cache": out[0], "k8s": out[1], "etcd": out[2], "kwok": out[3]}
+    return {"cache": out[0], "k8s": out[1], "etcd": out[2], "kwok": out[3], "kueue": out[4]}
 
 
 def find_tools() -> Toolset:
@@ -103,6 +106,7 @@ def find_tools() -> Toolset:
         scheduler=Tool("kube-scheduler", k8s / "kube-scheduler", "hack/build-k8s.sh"),
         kubectl=Tool("kubectl", k8s / "kubectl", "hack/build-k8s.sh"),
         kwok=Tool("kwok", cache / f"kwok-{v['kwok']}" / "bin" / "kwok", "hack/build-kwok.sh"),
+        kueue=Tool("kueue", cache / f"kueue-{v['kueue']}" / "bin" / "kueue", "hack/build-kueue.sh"),
     )
 
 
@@ -317,6 +321,31 @@ class ControlPlane:
                        lambda: _http_ok(url, ctx=ctx, token=self._token),
                        time.monotonic() + timeout)  # fmt: skip
         return time.monotonic() - stopped
+
+    def start_kueue(self, timeout: float = 90) -> None:
+        """Install Kueue's CRDs and run its controller manager (tests/integration/tf_kueue.py
+        says how: only the storage versions are served, no webhook is registered)."""
+        from tf_kueue import kueue_argv, kueue_crds, write_kueue_files
+
+        if any(n == "kueue" for n, _, _ in self._procs):
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            manifests, names = kueue_crds(self.tools)
+            argv = kueue_argv(self.tools, self.kubeconfig)
+        except FileNotFoundError as err:
+            raise TierError(str(err)) from err
+        proc = self.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=manifests
+        )
+        if proc.returncode != 0:
+            raise TierError(f"installing Kueue's CRDs failed: {proc.stderr.strip()}")
+        self.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                     *(f"crd/{n}" for n in names), check=True)  # fmt: skip
+        self.kubectl("create", "namespace", "kueue-system", check=False)
+        files = write_kueue_files(self.workdir / "kueue", self.workdir / "pki")
+        self._spawn("kueue", [*argv, str(files.etc_overlay), str(files.config)])
+        self._wait("kueue /readyz", lambda: _http_ok(files.readyz), deadline)
 
     # ---- internals ----------------------------------------------------------------------------
     def _spawn(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:

@@ -75,7 +75,7 @@ def test_enums_minimums_defaults_descriptions(crd: dict[str, Any]) -> None:
     status = _schema(crd)["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == [
         "Pending", "Starting", "Running", "Restarting", "Succeeded", "Failed", "Suspended",
-        "Stopped",
+        "Stopped", "Queued",
     ]  # fmt: skip
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
 

@@ -22,7 +22,7 @@ def test_both_sides_are_read_and_disjoint() -> None:
         "trainforge_reconcile_duration_seconds",
         "trainforge_time_to_running_seconds",
         "trainforge_time_to_recover_seconds",
-        "trainforge_queued_seconds",
+        "trainforge_job_queued_seconds",
     } == OPERATOR_HISTOGRAMS
     assert {"trainforge_train_loss", "trainforge_health_findings_total"} <= WORKER_METRICS
     assert "trainforge_train_loss" in WORKER_GAUGES

@@ -69,6 +69,7 @@ app.kubernetes.io/component: operator
   "healthPort" .Values.healthPort
   "peering" (.Values.operator.peering | default nil)
   "imagePullBackOffSeconds" (.Values.config.imagePullBackOffSeconds | default 300)
+  "kueue" (and .Values.kueue .Values.kueue.enabled | default false)
 }}
 {{- toYaml (merge $cfg (default dict .Values.config.extra)) }}
 {{- end }}

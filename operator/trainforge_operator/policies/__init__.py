@@ -6,6 +6,7 @@
 - `timeouts`: activeDeadlineSeconds, maxPendingSeconds, progressTimeoutSeconds (onStall);
 - `success`: every worker exited 0; absorb rank 0's termination summary;
 - `suspend`: runPolicy.suspend and resuming;
+- `queue`: Kueue admission: no pods until the Workload is admitted, stop on eviction;
 - `stop`: the stop-reason annotation (a sweep pruning a trial) ends the job as Stopped;
 - `ttl`: a finished job's cleanPodPolicy and ttlSecondsAfterFinished;
 - `failure_rules`: runPolicy.failurePolicy.rules and the defaults: which action a failure gets;
