@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from trainforge_api.launchers import RUNTIME_MODULE_PREFIX, runs_trainforge_module
 from trainforge_api.trainingjob import MAX_POD_NAME, WORKER_SUFFIX, Parallelism, TrainingJobSpec
 
 Scope = Literal["metadata", "spec", "parallelism"]
@@ -99,6 +100,22 @@ def _no_torchrun(_: str | None, spec: TrainingJobSpec) -> bool:
     )
 
 
+def _starts_with_runtime(index: int) -> str:
+    return f"{_ARGV}[{index}].startsWith('{RUNTIME_MODULE_PREFIX}')"
+
+
+_STANDALONE_RUNS_PLAIN_CODE_CEL = (
+    "!has(self.launcher) || self.launcher != 'standalone' || !("
+    f"(size({_ARGV}) > 2 && {_ARGV}[1] == '-m' && {_starts_with_runtime(2)}) || "
+    f"(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_starts_with_runtime(3)}))"
+)
+
+
+def _standalone_runs_plain_code(_: str | None, spec: TrainingJobSpec) -> bool:
+    """trainforge's own trainers need the runtime launcher (their metrics, health, uploads)."""
+    return spec.launcher != "standalone" or not runs_trainforge_module([*spec.command, *spec.args])
+
+
 def _name_fits(name: str | None, spec: TrainingJobSpec) -> bool:
     return name is None or len(name) + len(str(spec.parallelism.nodes - 1)) <= _NAME_BUDGET
 
@@ -178,6 +195,14 @@ SPEC_RULES: list[Rule] = [
         "[python, train.py] with the script's own arguments in args (drop torchrun's flags) and "
         "set spec.parallelism.nodes and procsPerNode",
         _no_torchrun,
+    ),
+    Rule(
+        "spec",
+        _STANDALONE_RUNS_PLAIN_CODE_CEL,
+        "spec.launcher: standalone runs your own script in any image, but trainforge's own "
+        "trainers (python -m trainforge_runtime...) need the trainforge runtime in the image: "
+        "set launcher: runtime (or auto) and use the trainforge worker image or one built on it",
+        _standalone_runs_plain_code,
     ),
     Rule(
         "spec",
