@@ -69,7 +69,7 @@ TORCH_PREFIX = re.compile(r"^\[rank\d+\]:\s*")
 
 def load_context(path: Path | None = None) -> dict[str, Any]:
     """The job context JSON the operator rendered (already validated by it): as a dict."""
-    path = path or Path(os.environ.get(ENV_CONTEXT, CONTEXT_PATH))
+    path = path or Path(os.environ.get(ENV_CONTEXT) or CONTEXT_PATH)
     try:
         ctx = json.loads(path.read_text())
     except FileNotFoundError:
