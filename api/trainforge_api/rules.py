@@ -80,11 +80,19 @@ def _divides_world(_: str | None, spec: TrainingJobSpec) -> bool:
 _TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
 _ARGV = "(self.command + self.args)"
 _MODULES_CEL = "['" + "', '".join(_TORCHRUN_MODULES) + "']"
+# ... also inside a shell command: [bash, -c, "cd /app && torchrun ... train.py"].
+_SHELL = "^(.*/)?(ba|da|z|k|a)?sh$"
+_SHELL_TORCHRUN = r"(^|[\s;&|(])(\S*/)?torchrun(\s|$)|-m\s+torch\.distributed\.(run|launch)(\s|$)"
+_SHELL_TORCHRUN_CEL = _SHELL_TORCHRUN.replace("\\", "\\\\")  # a CEL string literal escapes \
 _NO_TORCHRUN_CEL = (
     f"size(self.command) == 0 || (self.command[0] != 'torchrun' && "
     f"!self.command[0].endsWith('/torchrun') && "
     f"!(size({_ARGV}) > 2 && {_ARGV}[1] == '-m' && {_ARGV}[2] in {_MODULES_CEL}) && "
-    f"!(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_ARGV}[3] in {_MODULES_CEL}))"
+    f"!(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_ARGV}[3] in {_MODULES_CEL}) && "
+    f"!(size({_ARGV}) > 2 && {_ARGV}[0].matches('{_SHELL}') && {_ARGV}[1] == '-c' && "
+    f"{_ARGV}[2].matches('{_SHELL_TORCHRUN_CEL}')) && "
+    f"!(size({_ARGV}) > 3 && {_ARGV}[0].matches('{_SHELL}') && {_ARGV}[2] == '-c' && "
+    f"{_ARGV}[3].matches('{_SHELL_TORCHRUN_CEL}')))"
 )
 
 
@@ -94,6 +102,11 @@ def _no_torchrun(_: str | None, spec: TrainingJobSpec) -> bool:
         return True
     argv = [*spec.command, *spec.args]
     if argv[0] == "torchrun" or argv[0].endswith("/torchrun"):
+        return False
+    if re.fullmatch(_SHELL[1:-1], argv[0]) and any(
+        len(argv) > i + 1 and argv[i] == "-c" and re.search(_SHELL_TORCHRUN, argv[i + 1])
+        for i in (1, 2)
+    ):
         return False
     return not any(
         len(argv) > i + 1 and argv[i] == "-m" and argv[i + 1] in _TORCHRUN_MODULES for i in (1, 2)
