@@ -4,7 +4,9 @@
 # The worker's wheels (torch is ~3 GB with its CUDA libraries) are downloaded once on the host into
 # $CACHE_DIR/wheels/worker and served to `docker build` over HTTP on the docker bridge, so a code
 # change never re-downloads them and they never end up in an image layer or the build context.
-# Usage: hack/build-images.sh [operator] [worker]   (default: both)
+# `plain` builds $PLAIN_IMAGE (Python and torch without trainforge, FROM $WORKER_IMAGE) for the
+# standalone launcher's e2e test.
+# Usage: hack/build-images.sh [operator] [worker] [plain]   (default: operator and worker)
 source "$(dirname "$0")/lib.sh"
 WHEELS="$CACHE_DIR/wheels/worker"
 PY="${PY:-$REPO_ROOT/.venv/bin/python}"
@@ -82,10 +84,30 @@ build_worker() {
   fi
 }
 
+# build_plain: a torch-only image from the worker's layers; proves trainforge is not importable.
+build_plain() {
+  log "docker build $PLAIN_IMAGE (FROM $WORKER_IMAGE, trainforge removed)"
+  local start; start=$(date +%s)
+  local old_id; old_id=$(docker image inspect -f '{{.Id}}' "$PLAIN_IMAGE" 2>/dev/null || true)
+  docker build -q -t "$PLAIN_IMAGE" --build-arg WORKER_IMAGE="$WORKER_IMAGE" \
+    -f "$HACK_DIR/images/torch-plain.Dockerfile" "$HACK_DIR/images" >/dev/null
+  if docker run --rm "$PLAIN_IMAGE" -c "import trainforge_runtime" >/dev/null 2>&1; then
+    die "$PLAIN_IMAGE can import trainforge_runtime; it must not"
+  fi
+  docker run --rm "$PLAIN_IMAGE" -c "import torch; print('plain image ok, torch', torch.__version__, \
+'without trainforge')" >&2
+  log "$PLAIN_IMAGE built in $(( $(date +%s) - start ))s"
+  # The replaced one pins the previous worker image's layers: let both go.
+  if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{.Id}}' "$PLAIN_IMAGE")" ]; then
+    docker rmi "$old_id" >/dev/null 2>&1 || true
+  fi
+}
+
 for t in "${targets[@]}"; do
   case "$t" in
     operator) build_operator ;;
     worker) build_worker ;;
-    *) die "unknown target '$t' (expected: operator, worker)" ;;
+    plain) build_plain ;;
+    *) die "unknown target '$t' (expected: operator, worker, plain)" ;;
   esac
 done

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The operator on the e2e cluster (hack/e2e-cluster.sh and hack/e2e-addons.sh come first): builds
 # the operator and worker images from the working tree (hack/build-images.sh), pushes the worker
-# image to the local registry container `trainforge-registry` (the nodes' docker.io mirror, see
-# hack/kind/cluster.yaml), loads the operator image into the control-plane node, and installs the
-# chart with helm (hack/kind/values-e2e.yaml). Prints `export KUBECONFIG=...` on stdout.
+# image and the torch-only image built on it to the local registry container `trainforge-registry`
+# (the nodes' docker.io mirror, see hack/kind/cluster.yaml), loads the operator image into the
+# control-plane node, and installs the chart with helm (hack/kind/values-e2e.yaml). Prints
+# `export KUBECONFIG=...` on stdout.
 # Usage: hack/e2e-install.sh
 source "$(dirname "$0")/e2e-lib.sh"
 REGISTRY_IMAGE=trainforge/registry:local
@@ -26,8 +27,11 @@ start_registry() {
 }
 
 push_worker() {
-  docker tag "$WORKER_IMAGE" "localhost:5000/$WORKER_IMAGE"
-  docker push -q "localhost:5000/$WORKER_IMAGE" >&2   # layers already there: seconds
+  local image
+  for image in "$WORKER_IMAGE" "$PLAIN_IMAGE"; do
+    docker tag "$image" "localhost:5000/$image"
+    docker push -q "localhost:5000/$image" >&2   # layers already there: seconds
+  done
   # Drop the blobs of earlier pushes (each worker rebuild is a new ~3 GB compressed layer).
   docker exec "$REGISTRY" registry garbage-collect --delete-untagged \
     /etc/distribution/config.yml >/dev/null 2>&1 || true
@@ -50,6 +54,7 @@ step "operator and worker images"
 # cached (training_image/Dockerfile installs wheels before copying the code), so a code change
 # costs seconds here and a small layer push below.
 "$HACK_DIR/build-images.sh" worker
+"$HACK_DIR/build-images.sh" plain   # FROM the worker: a few MB on top of its layers
 done_step
 
 step "push the worker image to the local registry, load the operator image, helm install"

@@ -27,6 +27,9 @@ NODE_IMAGE="${NODE_IMAGE:-offline.local/kind-node:$K8S_VERSION}"
 MINI_BASE_IMAGE="trainforge/kind-mini-base:$DEBIAN_SUITE"
 OPERATOR_IMAGE="${OPERATOR_IMAGE:-trainforge/operator:$TRAINFORGE_VERSION}"
 WORKER_IMAGE="${WORKER_IMAGE:-trainforge/worker:$TRAINFORGE_VERSION}"
+# Python and torch without trainforge, FROM the worker image (hack/images/torch-plain.Dockerfile):
+# the image a user brings, for the standalone launcher's e2e test.
+PLAIN_IMAGE="${PLAIN_IMAGE:-trainforge/torch-plain:$TRAINFORGE_VERSION}"
 
 log() { printf '\033[1;34m[%s %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$(basename "$0" .sh)" "$*" >&2; }
 die() { printf '\033[1;31m[%s] error:\033[0m %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }

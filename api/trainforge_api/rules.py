@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from trainforge_api.launchers import RUNTIME_MODULE_PREFIX, runs_trainforge_module
 from trainforge_api.trainingjob import MAX_POD_NAME, WORKER_SUFFIX, Parallelism, TrainingJobSpec
 
 Scope = Literal["metadata", "spec", "parallelism"]
@@ -79,11 +80,19 @@ def _divides_world(_: str | None, spec: TrainingJobSpec) -> bool:
 _TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
 _ARGV = "(self.command + self.args)"
 _MODULES_CEL = "['" + "', '".join(_TORCHRUN_MODULES) + "']"
+# ... also inside a shell command: [bash, -c, "cd /app && torchrun ... train.py"].
+_SHELL = "^(.*/)?(ba|da|z|k|a)?sh$"
+_SHELL_TORCHRUN = r"(^|[\s;&|(])(\S*/)?torchrun(\s|$)|-m\s+torch\.distributed\.(run|launch)(\s|$)"
+_SHELL_TORCHRUN_CEL = _SHELL_TORCHRUN.replace("\\", "\\\\")  # a CEL string literal escapes \
 _NO_TORCHRUN_CEL = (
     f"size(self.command) == 0 || (self.command[0] != 'torchrun' && "
     f"!self.command[0].endsWith('/torchrun') && "
     f"!(size({_ARGV}) > 2 && {_ARGV}[1] == '-m' && {_ARGV}[2] in {_MODULES_CEL}) && "
-    f"!(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_ARGV}[3] in {_MODULES_CEL}))"
+    f"!(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_ARGV}[3] in {_MODULES_CEL}) && "
+    f"!(size({_ARGV}) > 2 && {_ARGV}[0].matches('{_SHELL}') && {_ARGV}[1] == '-c' && "
+    f"{_ARGV}[2].matches('{_SHELL_TORCHRUN_CEL}')) && "
+    f"!(size({_ARGV}) > 3 && {_ARGV}[0].matches('{_SHELL}') && {_ARGV}[2] == '-c' && "
+    f"{_ARGV}[3].matches('{_SHELL_TORCHRUN_CEL}')))"
 )
 
 
@@ -94,9 +103,30 @@ def _no_torchrun(_: str | None, spec: TrainingJobSpec) -> bool:
     argv = [*spec.command, *spec.args]
     if argv[0] == "torchrun" or argv[0].endswith("/torchrun"):
         return False
+    if re.fullmatch(_SHELL[1:-1], argv[0]) and any(
+        len(argv) > i + 1 and argv[i] == "-c" and re.search(_SHELL_TORCHRUN, argv[i + 1])
+        for i in (1, 2)
+    ):
+        return False
     return not any(
         len(argv) > i + 1 and argv[i] == "-m" and argv[i + 1] in _TORCHRUN_MODULES for i in (1, 2)
     )
+
+
+def _starts_with_runtime(index: int) -> str:
+    return f"{_ARGV}[{index}].startsWith('{RUNTIME_MODULE_PREFIX}')"
+
+
+_STANDALONE_RUNS_PLAIN_CODE_CEL = (
+    "!has(self.launcher) || self.launcher != 'standalone' || !("
+    f"(size({_ARGV}) > 2 && {_ARGV}[1] == '-m' && {_starts_with_runtime(2)}) || "
+    f"(size({_ARGV}) > 3 && {_ARGV}[2] == '-m' && {_starts_with_runtime(3)}))"
+)
+
+
+def _standalone_runs_plain_code(_: str | None, spec: TrainingJobSpec) -> bool:
+    """trainforge's own trainers need the runtime launcher (their metrics, health, uploads)."""
+    return spec.launcher != "standalone" or not runs_trainforge_module([*spec.command, *spec.args])
 
 
 def _name_fits(name: str | None, spec: TrainingJobSpec) -> bool:
@@ -178,6 +208,14 @@ SPEC_RULES: list[Rule] = [
         "[python, train.py] with the script's own arguments in args (drop torchrun's flags) and "
         "set spec.parallelism.nodes and procsPerNode",
         _no_torchrun,
+    ),
+    Rule(
+        "spec",
+        _STANDALONE_RUNS_PLAIN_CODE_CEL,
+        "spec.launcher: standalone runs your own script in any image, but trainforge's own "
+        "trainers (python -m trainforge_runtime...) need the trainforge runtime in the image: "
+        "set launcher: runtime (or auto) and use the trainforge worker image or one built on it",
+        _standalone_runs_plain_code,
     ),
     Rule(
         "spec",

@@ -65,6 +65,8 @@ QUANTITY = (
 HyperparameterChannel = Literal["env", "file", "args"]
 HyperparameterChannels = list[HyperparameterChannel]
 DEFAULT_HYPERPARAMETERS_AS: tuple[HyperparameterChannel, ...] = ("env", "file")
+# How a worker pod starts the command (trainforge_api.launchers, docs/byo-code.md).
+LauncherMode = Literal["auto", "runtime", "standalone"]
 
 HealthRuleName = Literal[
     "nan_loss",
@@ -383,6 +385,14 @@ class TrainingJobSpec(Model):
         max_length=3,
         description="How hyperparameters reach the command: env (TRAINFORGE_HP_<NAME>), file "
         "(JSON at $TRAINFORGE_HP_FILE) and/or args (--name=value appended after spec.args).",
+    )
+    launcher: LauncherMode = Field(
+        "auto",
+        description="How each pod starts the command: runtime (trainforge's runtime in the "
+        "image), standalone (an init container from the operator's worker image copies "
+        "trainforge's standard-library launcher into the pod, so any image with python3 works), "
+        "or auto: runtime for the operator's worker image and trainforge's own trainers, "
+        "standalone for any other image.",
     )
     parallelism: Parallelism = Field(default_factory=Parallelism)
     resources: Resources = Field(default_factory=Resources)

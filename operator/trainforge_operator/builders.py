@@ -25,6 +25,13 @@ from trainforge_api.context import (
     job_context_from_spec,
     master_addr,
 )
+from trainforge_api.launchers import (
+    BOOT_DIR,
+    INSTALL_COMMAND,
+    RUNTIME_COMMAND,
+    STANDALONE_COMMAND,
+    resolve_launcher,
+)
 from trainforge_api.trainingjob import KIND, SecretRef, TrainingJobSpec
 from trainforge_operator.config import DEFAULT_GPU_RESOURCE, OperatorConfig
 from trainforge_operator.names import (
@@ -48,6 +55,10 @@ CONTEXT_VOLUME = "job-context"
 SHM_VOLUME = "dshm"
 DATA_VOLUME = "trainforge-data"
 STAGE_DATA_CONTAINER = "stage-data"
+LAUNCHER_VOLUME = "trainforge-launcher"
+LAUNCHER_CONTAINER = "trainforge-launcher"
+# The install step only copies a few files; it must not inflate the pod's effective request.
+LAUNCHER_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 RESERVED_ENV = frozenset(
     {
         "MASTER_ADDR",
@@ -67,7 +78,6 @@ RESERVED_ENV = frozenset(
         ENV_CONTEXT_FILE,
     }
 )
-LAUNCHER = ["python", "-m", "trainforge_runtime.launch"]
 
 
 @dataclass(frozen=True)
@@ -273,6 +283,31 @@ def add_data_staging(spec: TrainingJobSpec, config: OperatorConfig, pod_spec: Ob
     pod_spec["volumes"].append({"name": DATA_VOLUME, "emptyDir": empty_dir})
 
 
+def add_standalone_launcher(spec: TrainingJobSpec, config: OperatorConfig, pod_spec: Obj) -> None:
+    """spec.launcher resolved to standalone: the `trainforge-launcher` init container (the
+    operator's worker image) installs trainforge's standard-library launcher into an emptyDir,
+    and the training container runs it with its own python3, so the image needs no trainforge."""
+    if resolve_launcher(spec, config.default_image) != "standalone":
+        return
+    mount = {"name": LAUNCHER_VOLUME, "mountPath": BOOT_DIR}
+    training = pod_spec["containers"][0]
+    training["command"] = list(STANDALONE_COMMAND)
+    training["volumeMounts"].append({**mount, "readOnly": True})
+    installer: Obj = {
+        "name": LAUNCHER_CONTAINER,
+        "image": config.default_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": list(INSTALL_COMMAND),
+        "resources": {"requests": dict(LAUNCHER_RESOURCES), "limits": dict(LAUNCHER_RESOURCES)},
+        "volumeMounts": [dict(mount)],
+        "securityContext": copy.deepcopy(training["securityContext"]),
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec.setdefault("initContainers", []).insert(0, installer)
+    pod_spec["volumes"].append({"name": LAUNCHER_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
+
+
 def _security_context(spec: TrainingJobSpec, config: OperatorConfig) -> Obj:
     if spec.pod_template.security_context:
         return copy.deepcopy(spec.pod_template.security_context)
@@ -302,7 +337,7 @@ def build_worker_pod(
         "name": CONTAINER,
         "image": spec.image or config.default_image,
         "imagePullPolicy": config.image_pull_policy,
-        "command": list(LAUNCHER),
+        "command": list(RUNTIME_COMMAND),
         "env": _env(job, spec, index, attempt),
         "ports": [
             {"name": "rendezvous", "containerPort": MASTER_PORT},
@@ -345,6 +380,7 @@ def build_worker_pod(
     if tmpl.image_pull_secrets:
         pod_spec["imagePullSecrets"] = copy.deepcopy(tmpl.image_pull_secrets)
     add_data_staging(spec, config, pod_spec)
+    add_standalone_launcher(spec, config, pod_spec)
     meta = _metadata(job, worker_name(job.name, index), labels)
     meta["labels"] = labels
     if tmpl.annotations:

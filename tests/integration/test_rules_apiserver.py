@@ -81,3 +81,30 @@ def test_kubectl_apply_rejects_what_the_runtime_cannot_run(
     proc = control_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
     assert proc.returncode != 0
     assert fragment in " ".join(proc.stderr.split()), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        (
+            {"command": ["bash", "-c", "cd /app && torchrun --nproc-per-node=2 train.py"]},
+            "do not start torchrun",
+        ),
+        (
+            {
+                "command": ["python", "-m", "trainforge_runtime.trainers.digits"],
+                "launcher": "standalone",
+            },
+            "spec.launcher: standalone runs your own script in any image",
+        ),
+    ],
+    ids=["torchrun-in-a-shell", "standalone-with-a-trainforge-trainer"],
+)
+def test_kubectl_apply_rejects_launcher_mixups(
+    control_plane: ControlPlane, trainforge_crd: None, spec: dict[str, Any], fragment: str
+) -> None:
+    error = server_verdict(control_plane, manifest("mixup", spec))
+    assert error is not None
+    assert fragment in " ".join(error.split())
+    fine = {"command": ["bash", "-c", "python train.py"], "launcher": "standalone"}
+    assert server_verdict(control_plane, manifest("fine", fine)) is None

@@ -126,6 +126,16 @@ CASES: dict[str, Case] = {
             },
         }
     ),
+    # An image without trainforge: the standalone launcher is installed by an init container.
+    "standalone-launcher": Case(
+        {
+            "image": "nvcr.io/nvidia/pytorch:25.01-py3",
+            "command": ["python", "train.py"],
+            "args": ["--epochs", "3"],
+            "hyperparameters": {"lr": 0.001},
+            "parallelism": {"nodes": 2, "procsPerNode": 2},
+        }
+    ),
     "pod-template-extras": Case(
         {
             "podTemplate": {
@@ -268,3 +278,40 @@ def test_gpu_resource_name_comes_from_the_pool(golden_config: OperatorConfig) ->
 def test_unknown_pool_is_an_error(golden_config: OperatorConfig) -> None:
     with pytest.raises(KeyError, match="not configured"):
         build_all(Case({"nodePool": "tpu"}), golden_config)
+
+
+def _pod_command(spec: Obj, config: OperatorConfig) -> list[str]:
+    pod = build_all(Case({"parallelism": {"nodes": 1}, **spec}), config)[2]
+    return list(pod["spec"]["containers"][0]["command"])
+
+
+def test_auto_launcher_is_the_runtime_only_for_images_that_have_it(
+    golden_config: OperatorConfig,
+) -> None:
+    runtime = ["python", "-m", "trainforge_runtime.launch"]
+    standalone = ["python3", "/var/trainforge/launcher"]
+    own_image = {"image": golden_config.default_image, "command": ["python", "train.py"]}
+    plain_image = {"image": "python:3.12-slim", "command": ["python", "train.py"]}
+    trainer = {"image": "registry.local/gpt:1", "command": ["python", "-m", "trainforge_runtime.x"]}
+    assert _pod_command({"command": ["python", "train.py"]}, golden_config) == runtime
+    assert _pod_command(own_image, golden_config) == runtime
+    assert _pod_command(trainer, golden_config) == runtime
+    assert _pod_command(plain_image, golden_config) == standalone
+    assert _pod_command({**plain_image, "launcher": "runtime"}, golden_config) == runtime
+    assert _pod_command({**own_image, "launcher": "standalone"}, golden_config) == standalone
+
+
+def test_the_standalone_launcher_is_installed_before_data_staging(
+    golden_config: OperatorConfig,
+) -> None:
+    """The installer is first and the training container only reads its volume."""
+    pod = build_all(CASES["data-staging"], golden_config)[2]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["trainforge-launcher", "stage-data"]
+    mount = next(
+        m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "trainforge-launcher"
+    )
+    assert mount == {
+        "name": "trainforge-launcher",
+        "mountPath": "/var/trainforge/launcher",
+        "readOnly": True,
+    }

@@ -110,6 +110,9 @@ def test_every_message_names_its_field_and_the_crd_carries_them() -> None:
         (["python", "-m", "torch.distributed.run", "train.py"], []),
         (["python"], ["-m", "torch.distributed.run", "--nproc-per-node=2", "train.py"]),
         (["python3", "-u", "-m", "torch.distributed.launch", "train.py"], []),
+        (["bash", "-c", "cd /app && torchrun --nproc-per-node=2 train.py"], []),
+        (["/bin/sh"], ["-c", "set -e\n/opt/conda/bin/torchrun train.py"]),
+        (["bash", "-l", "-c", "python -m torch.distributed.run train.py"], []),
     ],
 )
 def test_torchrun_under_trainforge_is_rejected_with_what_to_write(
@@ -129,3 +132,37 @@ def test_torchrun_in_a_worker_context_is_rejected_before_any_process() -> None:
     )
     with pytest.raises(exitcodes.InvalidContextError, match="torchrun"):
         validate_context(ctx)
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        (["bash", "-c", "python train.py --note torchrunner"], []),
+        (["python", "train.py", "-c", "torchrun x"], []),
+    ],
+)
+def test_a_shell_that_does_not_start_torchrun_is_accepted(
+    command: list[str], args: list[str]
+) -> None:
+    spec = TrainingJobSpec.model_validate({"command": command, "args": args})
+    rule = next(r for r in rules.SPEC_RULES if "torchrun" in r.message)
+    assert rule.holds("plain", spec)
+    assert cel_holds(rule, "plain", spec)
+
+
+@pytest.mark.parametrize(
+    ("launcher", "command", "ok"),
+    [
+        ("standalone", ["python", "-m", "trainforge_runtime.trainers.digits"], False),
+        ("standalone", ["python3", "-u", "-m", "trainforge_runtime.trainers.gpt"], False),
+        ("standalone", ["python", "train.py"], True),
+        ("runtime", ["python", "-m", "trainforge_runtime.trainers.digits"], True),
+        ("auto", ["python", "-m", "trainforge_runtime.trainers.digits"], True),
+    ],
+)
+def test_standalone_launcher_refuses_trainforges_own_trainers(
+    launcher: str, command: list[str], ok: bool
+) -> None:
+    spec = TrainingJobSpec.model_validate({"command": command, "launcher": launcher})
+    rule = next(r for r in rules.SPEC_RULES if r.message.startswith("spec.launcher"))
+    assert rule.holds("j", spec) == cel_holds(rule, "j", spec) == ok

@@ -1,6 +1,7 @@
 """`trainforge run JOB.yaml --local`: run a TrainingJob on this machine under the pod contract.
 
-Local mode starts one launcher per node (`python -m trainforge_runtime.launch`) with the same env
+Local mode starts one launcher per node (`python -m trainforge_runtime.launch`, or the standalone
+`trainforge_launcher` when the job's launcher resolves to standalone) with the same env
 the operator sets in pods (NODE_RANK, NNODES, NPROC_PER_NODE, MASTER_ADDR/PORT, TRAINFORGE_*),
 polls rank 0's `/progress` to print progress, and prints the termination summary at the end.
 Every rank's output streams to the terminal as it happens, prefixed like torchrun's
@@ -158,10 +159,11 @@ def run_local(
         f"layout {par.layout}; progress on http://127.0.0.1:{base}/progress; output {out_dir}"
     )
     spec_env = plain_env(manifest) | stage_local(ctx.data, out_dir)
+    launcher = local_launcher(manifest)
     procs, pumps = [], []
     for node in range(par.nodes):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "trainforge_runtime.launch"],
+            [sys.executable, "-m", launcher],
             env=node_env(ctx, node, out_dir, base, spec_env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -178,6 +180,17 @@ def run_local(
     for pump in pumps:
         pump.join(timeout=10)
     return _report(codes, out_dir)
+
+
+def local_launcher(manifest: dict[str, Any]) -> str:
+    """The launcher module a pod of this job would run (trainforge_api.launchers): the runtime's,
+    or the standalone one for a job whose image has no trainforge. Local mode knows no operator
+    worker image, so any `spec.image` counts as a foreign one."""
+    from trainforge_api.context import parse_spec
+    from trainforge_api.launchers import resolve_launcher
+
+    standalone = resolve_launcher(parse_spec(manifest), default_image="") == "standalone"
+    return "trainforge_launcher" if standalone else "trainforge_runtime.launch"
 
 
 def stream_output(

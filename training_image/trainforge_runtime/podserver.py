@@ -31,9 +31,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from trainforge_api import exitcodes
 from trainforge_api.progress import UNREPORTED_PHASE
 from trainforge_api.termination import Obj, rank_summary
+from trainforge_launcher.sysmetrics import Gpus, tree_usage
 from trainforge_runtime.metrics import BASE_LABELS, GAUGE_KEYS, http_handler
 from trainforge_runtime.progress import ProgressTracker
-from trainforge_runtime.sysmetrics import Gpus, tree_usage
 from trainforge_sdk import PROGRESS_FILE
 
 log = logging.getLogger("trainforge.launch")
