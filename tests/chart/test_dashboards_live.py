@@ -51,10 +51,7 @@ OPERATOR_QUERIES = [q for q in ALL_QUERIES if source(q) == "operator"]
 RATE_INTERVAL = "10s"  # 10 scrapes at the fixture's 1 s interval
 # Queries that cannot return data yet, each with the change that fixes it. The test below fails
 # once one of them starts returning data, so the entry is removed rather than forgotten.
-KNOWN_GAPS: dict[str, str] = {
-    "operator / Queued time / A": "observed by the Kueue admission (issue 15), which queues jobs",
-    "operator / Queued time / B": "observed by the Kueue admission (issue 15), which queues jobs",
-}
+KNOWN_GAPS: dict[str, str] = {}
 # Worker series that this CPU-only digits run cannot produce, each with the reason. They must stay
 # empty here (so the list stays honest); the GPU ones are checked like every other panel wherever
 # CUDA is present.
