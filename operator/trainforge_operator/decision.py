@@ -19,6 +19,7 @@ from trainforge_operator.policies import (
     failure,
     gang,
     images,
+    recovery,
     stop,
     success,
     suspend,
@@ -54,6 +55,12 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
         return p.plan
+    recovery.track_membership(p, current)
+    if recovery.elastic_done(spec, current):
+        success.succeed(p, spec, current)
+        return p.plan
+    if recovery.recover_in_place(p, spec, current):
+        return p.plan
     if failure.gang_failed(p, spec, current):
         return p.plan
     if images.cannot_start(p, spec, current):
@@ -61,9 +68,11 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     gang.create_missing(p, spec, current, blocked=bool(stale))
     if gang.all_succeeded(spec, current):
         success.succeed(p, spec, current)
-    elif gang.all_running(spec, current):
+    elif gang.all_running(spec, current) or recovery.trains(p, spec, current):
         gang.running(p, current)
         timeouts.check_stall(p, spec)
+    elif recovery.rejoining(p, spec, current):
+        pass
     else:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)

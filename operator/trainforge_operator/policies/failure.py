@@ -324,3 +324,8 @@ def _last_failure(p: Pass, f: PodFailure) -> LastFailure:
         message=f.message,
         attempt=p.status.attempt,
     )
+
+
+def last_failure(p: Pass, f: PodFailure) -> LastFailure:
+    """`status.lastFailure` for `f` in the current attempt (for the recovery policy too)."""
+    return _last_failure(p, f)
