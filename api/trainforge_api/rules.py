@@ -168,6 +168,7 @@ PARALLELISM_RULES: list[Rule] = [
         "(tensor and pipeline parallelism do not combine)",
         _layout_is("tensor", _two_or_more, _one),
     ),
+    *ELASTIC_RULES,
 ]
 
 
@@ -266,7 +267,7 @@ TRANSITION_RULES: list[dict[str, str]] = [
     },
 ]
 
-ALL_RULES: list[Rule] = [*METADATA_RULES, *PARALLELISM_RULES, *ELASTIC_RULES, *SPEC_RULES]
+ALL_RULES: list[Rule] = [*METADATA_RULES, *PARALLELISM_RULES, *SPEC_RULES]
 
 
 def max_name_length(nodes: int) -> int:

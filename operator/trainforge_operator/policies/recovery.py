@@ -15,7 +15,7 @@ pass, and a change between passes becomes a `membershipChanges` entry and an Eve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from trainforge_api.trainingjob import (
     MEMBERSHIP_HISTORY_LIMIT,
@@ -29,6 +29,7 @@ from trainforge_operator.policies.state import PENDING_REQUEUE, Pass
 from trainforge_operator.status import iso
 
 Obj = dict[str, Any]
+Change = Literal["Joined", "Left"]
 
 RUNNING = ("Running", "Succeeded")  # a worker that finished did not leave the gang
 
@@ -47,7 +48,7 @@ def track_membership(p: Pass, current: list[Obj]) -> None:
     p.status.members = now
     if p.old.phase != "Running" or not before:
         return
-    changes = [(i, "Left") for i in sorted(before - set(now))]
+    changes: list[tuple[int, Change]] = [(i, "Left") for i in sorted(before - set(now))]
     changes += [(i, "Joined") for i in sorted(set(now) - before)]
     for index, change in changes:
         pod = worker_name(p.job.name, index)
@@ -68,7 +69,11 @@ def recover_in_place(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool
     this decided the pass. False leaves the failure policy to restart the gang or fail."""
     if spec.run_policy.recovery != "InPlace":
         return False
-    failed = [(pod, f) for pod in current if (f := failure.pod_failure(pod)) is not None]
+    failed: list[tuple[Obj, failure.PodFailure]] = []
+    for pod in current:
+        cause = failure.pod_failure(pod)
+        if cause is not None:
+            failed.append((pod, cause))
     running_before = p.old.phase == "Running"
     present = {pods.index(pod) for pod in current}
     missing = [i for i in range(spec.parallelism.nodes) if i not in present]
