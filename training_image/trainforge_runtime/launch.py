@@ -48,6 +48,7 @@ RDZV_LAST_CALL_S = int(os.environ.get("TRAINFORGE_RDZV_LAST_CALL", "5"))
 # c10d: a member whose agent missed heartbeats this long (interval x attempts) is dropped.
 RDZV_KEEP_ALIVE_S = 2
 RDZV_KEEP_ALIVE_ATTEMPTS = 3
+ENV_NO_SHARED_STORE = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
 PERMANENT_FIRST = (
     exitcodes.INVALID_CONTEXT,
     exitcodes.COMMAND_NOT_FOUND,
@@ -119,6 +120,9 @@ def launch_config(ctx: JobContext, env: NodeEnv, run_id: str, log_dir: Path | No
             rdzv_configs={"rank": env.node_rank, "timeout": RDZV_TIMEOUT_S},
             max_restarts=0,
         )
+    # A fresh worker store each round: the shared one outlives rounds on node 0's agent, so
+    # after a re-rendezvous a rank could read the gloo address a previous round's rank left.
+    os.environ.setdefault(ENV_NO_SHARED_STORE, "1")
     par = ctx.parallelism
     return LaunchConfig(
         **common,
