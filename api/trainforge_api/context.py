@@ -10,7 +10,7 @@ context reuses the spec's own models: one definition of each part.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -68,8 +68,28 @@ class ResolvedParallelism(Parallelism):
 
 
 class Rendezvous(Model):
+    """Where and how the nodes meet. `static` (a fixed gang that never restarts inside a pod)
+    stays the default for contexts written before elastic rendezvous existed; the operator
+    writes `c10d` (torch elastic's dynamic rendezvous, hosted by node 0) for InPlace recovery
+    and for elastic sizes. `maxRestarts` bounds how often a pod's agent restarts its processes
+    in place."""
+
     master_addr: str = "127.0.0.1"
     master_port: int = MASTER_PORT
+    backend: Literal["static", "c10d"] = "static"
+    max_restarts: int = Field(0, ge=0, le=1000)
+
+
+def rendezvous_for(spec: TrainingJobSpec, addr: str) -> Rendezvous:
+    """The rendezvous a spec asks for: dynamic (c10d) when a pod may restart in place or the
+    world may change size, with in-place restarts only under InPlace recovery."""
+    in_place = spec.run_policy.recovery == "InPlace"
+    dynamic = in_place or spec.parallelism.elastic
+    return Rendezvous(
+        master_addr=addr,
+        backend="c10d" if dynamic else "static",
+        max_restarts=spec.run_policy.max_restarts if in_place else 0,
+    )
 
 
 class WorkerMetrics(Metrics):
@@ -176,8 +196,8 @@ def job_context_from_spec(
         parallelism=ResolvedParallelism.model_validate(
             {**spec.parallelism.model_dump(), "procs_per_node": spec.procs_per_node}
         ),
-        rendezvous=Rendezvous(
-            master_addr=master_addr(name, namespace) if in_cluster else "127.0.0.1"
+        rendezvous=rendezvous_for(
+            spec, master_addr(name, namespace) if in_cluster else "127.0.0.1"
         ),
         checkpoint=spec.checkpoint.model_copy(deep=True),
         artifacts=artifacts,

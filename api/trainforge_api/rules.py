@@ -137,6 +137,36 @@ def _name_is_dns1035(name: str | None, _: TrainingJobSpec) -> bool:
     return name is None or re.fullmatch(_DNS1035[1:-1], name) is not None
 
 
+def _size_in_bounds(_: str | None, spec: TrainingJobSpec) -> bool:
+    p = spec.parallelism
+    return p.min_size <= p.nodes <= p.max_size
+
+
+def _fixed_unless_data(_: str | None, spec: TrainingJobSpec) -> bool:
+    p = spec.parallelism
+    return p.layout == "data" or p.min_size == p.nodes == p.max_size
+
+
+# Elastic sizes. Only DDP replicas can join and leave: FSDP shards, tensor and pipeline meshes are
+# built for one world size (a checkpoint of one does not load into another), so they are fixed.
+ELASTIC_RULES: list[Rule] = [
+    Rule(
+        "parallelism",
+        "(!has(self.minNodes) || self.minNodes <= self.nodes) && "
+        "(!has(self.maxNodes) || self.maxNodes >= self.nodes)",
+        "spec.parallelism: need minNodes <= nodes <= maxNodes (both default to nodes)",
+        _size_in_bounds,
+    ),
+    Rule(
+        "parallelism",
+        "self.layout == 'data' || ((!has(self.minNodes) || self.minNodes == self.nodes) && "
+        "(!has(self.maxNodes) || self.maxNodes == self.nodes))",
+        "spec.parallelism: only layout data (DDP) is elastic; fsdp, tensor and pipeline run at "
+        "a fixed size, so drop minNodes and maxNodes or set both to nodes",
+        _fixed_unless_data,
+    ),
+]
+
 # Which tensorParallel and pipelineStages each layout supports; the runtime builds exactly these
 # process meshes (trainforge_runtime/layouts.py). Tensor and pipeline parallelism do not combine.
 PARALLELISM_RULES: list[Rule] = [
@@ -168,6 +198,7 @@ PARALLELISM_RULES: list[Rule] = [
         "(tensor and pipeline parallelism do not combine)",
         _layout_is("tensor", _two_or_more, _one),
     ),
+    *ELASTIC_RULES,
 ]
 
 
@@ -308,6 +339,9 @@ def _detail(rule: Rule, name: str | None, spec: TrainingJobSpec) -> str:
     if rule.holds is _name_fits and name is not None:
         limit = max_name_length(p.nodes)
         return f" ('{name}' has {len(name)} characters; with {p.nodes} nodes at most {limit})"
+    if rule.holds in (_size_in_bounds, _fixed_unless_data):
+        sizes = f"minNodes {p.min_size}, nodes {p.nodes}, maxNodes {p.max_size}"
+        return f" (layout {p.layout}, {sizes})"
     if rule.scope == "parallelism":
         return (
             f" (layout {p.layout}, tensorParallel {p.tensor_parallel}, "

@@ -29,6 +29,7 @@ DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 Layout = Literal["data", "fsdp", "pipeline", "tensor"]
 Backend = Literal["auto", "nccl", "gloo"]
+Recovery = Literal["InPlace", "RecreateGang"]
 Phase = Literal[
     "Pending",
     "Starting",
@@ -87,7 +88,23 @@ class Parallelism(Model):
         description="data (DDP), fsdp (fully sharded), pipeline (pipelineStages > 1) or tensor "
         "(tensorParallel > 1).",
     )
-    nodes: int = Field(1, ge=1, le=1000, description="Number of worker pods (node ranks).")
+    nodes: int = Field(
+        1, ge=1, le=1000, description="Number of worker pods (node ranks): the desired size."
+    )
+    min_nodes: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Elastic: the smallest number of nodes that trains (default nodes). The "
+        "gang starts once this many workers run, and keeps training when it shrinks to it. "
+        "Layout data (DDP) only; other layouts need minNodes == maxNodes == nodes.",
+    )
+    max_nodes: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Elastic: the largest world the rendezvous admits (default nodes).",
+    )
     procs_per_node: int | None = Field(
         None,
         ge=1,
@@ -99,6 +116,21 @@ class Parallelism(Model):
     backend: Backend = Field(
         "auto", description="torch.distributed backend; auto picks nccl with GPUs, else gloo."
     )
+
+    @property
+    def min_size(self) -> int:
+        """minNodes with its default (nodes)."""
+        return self.nodes if self.min_nodes is None else self.min_nodes
+
+    @property
+    def max_size(self) -> int:
+        """maxNodes with its default (nodes)."""
+        return self.nodes if self.max_nodes is None else self.max_nodes
+
+    @property
+    def elastic(self) -> bool:
+        """Whether the world may change size while training (minNodes < maxNodes)."""
+        return self.min_size < self.max_size
 
 
 class Resources(Model):
@@ -216,7 +248,16 @@ class FailurePolicy(Model):
 class RunPolicy(Model):
     """Restarts, deadlines, hang detection, cleanup and suspension."""
 
-    max_restarts: int = Field(3, ge=0, le=1000, description="Gang restarts before Failed.")
+    max_restarts: int = Field(
+        3, ge=0, le=1000, description="Restarts (gang or in place) before Failed."
+    )
+    recovery: Recovery = Field(
+        "InPlace",
+        description="How a retryable failure of one worker is recovered. InPlace (default): only "
+        "that pod is recreated and the other workers restart their processes in place and "
+        "re-rendezvous (dynamic c10d rendezvous); node 0 lost, or a failure while the gang "
+        "starts, still recreates the gang. RecreateGang: every pod is deleted and recreated.",
+    )
     retryable_exit_codes: list[int] = Field(
         default_factory=list,
         max_length=256,
@@ -436,6 +477,19 @@ class Condition(Model):
     observed_generation: int | None = None
 
 
+class MembershipChange(Model):
+    """A worker that joined or left the running gang, as the operator saw it from the pods."""
+
+    time: str
+    change: Literal["Joined", "Left"]
+    pod: str
+    nodes: int = Field(description="Running workers after the change.")
+
+
+# Membership changes kept in status.membershipChanges (the newest).
+MEMBERSHIP_HISTORY_LIMIT = 16
+
+
 class WorkerCounts(Model):
     pending: int = 0
     running: int = 0
@@ -520,9 +574,27 @@ class TrainingJobStatus(Model):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     workers: WorkerCounts = Field(default_factory=WorkerCounts)
-    restarts: int = Field(0, description="Gang restarts of action Restart or RestartIgnoringMax.")
+    restarts: int = Field(
+        0, description="Restarts (gang or in place) of action Restart or RestartIgnoringMax."
+    )
     restarts_counted_towards_max: int = Field(
-        0, description="Gang restarts of action Restart: what runPolicy.maxRestarts limits."
+        0, description="Restarts of action Restart: what runPolicy.maxRestarts limits."
+    )
+    in_place_restarts: int = Field(
+        0, description="Recoveries that recreated only the failed worker pods (in restarts too)."
+    )
+    current_nodes: int | None = Field(
+        None, description="Worker pods of the current attempt that are running now."
+    )
+    members: list[int] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Node indexes of the running workers (what membership changes compare to).",
+    )
+    membership_changes: list[MembershipChange] = Field(
+        default_factory=list,
+        max_length=MEMBERSHIP_HISTORY_LIMIT,
+        description="The newest workers that joined or left the running gang.",
     )
     attempt: int = 0
     start_time: str | None = None

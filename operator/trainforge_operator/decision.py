@@ -21,6 +21,7 @@ from trainforge_operator.policies import (
     images,
     queue,
     recovered,
+    recovery,
     stop,
     success,
     suspend,
@@ -59,6 +60,12 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
         return p.plan
+    recovery.track_membership(p, current)
+    if recovery.elastic_done(spec, current):
+        success.succeed(p, spec, current)
+        return p.plan
+    if recovery.recover_in_place(p, spec, current):
+        return p.plan
     if failure.gang_failed(p, spec, current):
         return p.plan
     if images.cannot_start(p, spec, current):
@@ -67,10 +74,12 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
     queue.place(p)
     if gang.all_succeeded(spec, current):
         success.succeed(p, spec, current)
-    elif gang.all_running(spec, current):
+    elif gang.all_running(spec, current) or recovery.trains(p, spec, current):
         gang.running(p, current)
         recovered.check(p)
         timeouts.check_stall(p, spec)
+    elif recovery.rejoining(p, spec, current):
+        pass
     else:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)

@@ -202,6 +202,7 @@ def job_manifest(name: str, workers: int = 2) -> dict[str, Any]:
                 "restartBackoffSeconds": 1,
                 "maxRestartBackoffSeconds": 2,
                 "maxRestarts": 5,
+                "recovery": "RecreateGang",  # the attempts the ledger checks are gang restarts
             },
         },
     }

@@ -98,7 +98,12 @@ def test_injected_crash_restarts_the_gang_from_its_checkpoint(kind_cluster: Kind
         env=[{"name": "TRAINFORGE_FAULT", "value": "rank=1,step=25,attempt=0,code=137"}],
     )
     job["spec"]["checkpoint"]["everySteps"] = 10
-    job["spec"]["runPolicy"] = {"maxRestarts": 2, "restartBackoffSeconds": 1}
+    # The gang path (recovery InPlace, the default, is tests/e2e/test_recovery_e2e.py).
+    job["spec"]["runPolicy"] = {
+        "maxRestarts": 2,
+        "restartBackoffSeconds": 1,
+        "recovery": "RecreateGang",
+    }
     kind_cluster.recreate_job(job)
     status = kind_cluster.wait_job(name)
     assert status["phase"] == "Succeeded", json.dumps(status)[:3000]

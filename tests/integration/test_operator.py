@@ -131,7 +131,8 @@ def test_retryable_failure_restarts_gang_then_succeeds(
     control_plane: ControlPlane, namespace: str, kube_client: Any, tf_operator: OperatorHandle
 ) -> None:
     c = Cluster(kube_client, namespace)
-    apply(control_plane, namespace, job("retry"))
+    policy = {"restartBackoffSeconds": 1, "maxRestartBackoffSeconds": 2, "recovery": "RecreateGang"}
+    apply(control_plane, namespace, job("retry", {"runPolicy": policy}))
     running_pods(c, "retry", 2, attempt=0)
     c.annotate_pod("retry-worker-1", {EXIT: "137", RUN_SECONDS: "0"})
     new = running_pods(c, "retry", 2, attempt=1)

@@ -91,7 +91,8 @@ def test_cel_rules(crd: dict[str, Any]) -> None:
     assert sum("oldSelf" in r for r in rules) == 2
     assert all("suspend" in r for r in rules if "oldSelf" in r)
     layout_rules = spec["properties"]["parallelism"]["x-kubernetes-validations"]
-    assert len(layout_rules) == 4
+    assert len(layout_rules) == 6  # four layouts, then the elastic sizes
+    assert any("self.minNodes <= self.nodes" in r["rule"] for r in layout_rules)
     assert all(r["message"] for r in root["x-kubernetes-validations"] + layout_rules)
 
 

@@ -84,7 +84,8 @@ def test_a_new_job_is_created_once_and_then_left_alone(config: OperatorConfig) -
 
 
 def test_a_crash_the_backoff_and_the_next_attempt(config: OperatorConfig) -> None:
-    job = make_job({**TWO, "runPolicy": {"restartBackoffSeconds": 10}}, status={"phase": "Running"})
+    policy = {"restartBackoffSeconds": 10, "recovery": "RecreateGang"}
+    job = make_job({**TWO, "runPolicy": policy}, status={"phase": "Running"})
     next_gang = [make_pod(0, attempt=1), make_pod(1, attempt=1)]
     assert passes(config, job, [
         Seen(pods=[make_pod(0), make_pod(1, "Failed", exit_code=137)]),

@@ -3,7 +3,9 @@
 `TRAINFORGE_FAULT` holds one or more specs separated by `;`, each a comma list of `key=value`:
 `rank=1,step=5,attempt=0,code=137`. When the global rank, the step and the gang-restart attempt
 all match, that process exits with `code` right there. Keys: `rank` and `step` are required,
-`attempt` defaults to 0 (so the restarted gang runs clean) and `code` to 137 (as if OOM-killed).
+`attempt` defaults to 0 (so the restarted gang runs clean) and `code` to 137 (as if OOM-killed);
+the attempt a process compares is the gang attempt plus its pod's in-place restarts, so processes
+an agent restarted in place run clean too (a pod recreated in place starts counting again).
 `pause=N` makes the process stall for N seconds at that step instead of exiting (a straggler or a
 hang: the other ranks wait in their next collective), e.g. to keep a job mid-run while a test
 restarts the operator.

@@ -1,8 +1,12 @@
 """The worker pod entrypoint: `python -m trainforge_runtime.launch` (console: trainforge-launch).
 
 Reads the job context and the pod env, then runs `procsPerNode` local processes of the job's
-command through torch's elastic agent with a static rendezvous on MASTER_ADDR:MASTER_PORT (no
-restarts inside the pod: the operator restarts the whole gang). The agent forwards SIGTERM to the
+command through torch's elastic agent. The context's rendezvous says how the nodes meet: `c10d`
+(dynamic: node 0's agent hosts the rendezvous store on MASTER_ADDR:MASTER_PORT; between minNodes
+and maxNodes nodes; when a member leaves or joins, the surviving agents restart their processes
+in place, up to `rendezvous.maxRestarts` local failures, and re-rendezvous, and the processes
+resume from the newest checkpoint), or `static` (a fixed gang, no restarts inside the pod: the
+operator recreates the whole gang). The agent forwards SIGTERM to the
 workers, which checkpoint and exit 143. On exit the launcher writes the termination message
 (`TRAINFORGE_TERMINATION_LOG`, default /dev/termination-log) from the lowest local rank's summary,
 which on node 0 is global rank 0.
@@ -39,6 +43,12 @@ from trainforge_runtime.summary import clear_summaries, read_first_summary
 log = logging.getLogger("trainforge.launch")
 
 RDZV_TIMEOUT_S = int(os.environ.get("TRAINFORGE_RDZV_TIMEOUT", "900"))
+# c10d: once minNodes are in, how long a round waits for more nodes before it starts training.
+RDZV_LAST_CALL_S = int(os.environ.get("TRAINFORGE_RDZV_LAST_CALL", "5"))
+# c10d: a member whose agent missed heartbeats this long (interval x attempts) is dropped.
+RDZV_KEEP_ALIVE_S = 2
+RDZV_KEEP_ALIVE_ATTEMPTS = 3
+ENV_NO_SHARED_STORE = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE"
 PERMANENT_FIRST = (
     exitcodes.INVALID_CONTEXT,
     exitcodes.COMMAND_NOT_FOUND,
@@ -82,26 +92,67 @@ def log_line_prefix(env: NodeEnv) -> str:
 
 
 def launch_config(ctx: JobContext, env: NodeEnv, run_id: str, log_dir: Path | None = None) -> Any:
-    """Elastic LaunchConfig for a fixed-size gang with static rendezvous. Each rank's stdout and
-    stderr go to a file under `log_dir` and are tee'd to the launcher's own, prefixed by rank."""
+    """Elastic LaunchConfig for the context's rendezvous (see the module docstring). Each rank's
+    stdout and stderr go to a file under `log_dir` and are tee'd to the launcher's own, prefixed
+    by rank."""
     from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, Std
     from torch.distributed.launcher.api import LaunchConfig
 
+    common: dict[str, Any] = {
+        "logs_specs": DefaultLogsSpecs(
+            log_dir=None if log_dir is None else str(log_dir), tee=Std.ALL
+        ),
+        "log_line_prefix_template": log_line_prefix(env),
+        "nproc_per_node": env.nproc_per_node,
+        "run_id": run_id,
+        "role": "trainer",
+        "rdzv_endpoint": f"{env.master_addr}:{env.master_port}",
+        "monitor_interval": 0.2,
+        "start_method": "spawn",
+    }
+    rdzv = ctx.rendezvous
+    if rdzv.backend == "static":
+        return LaunchConfig(
+            **common,
+            min_nodes=env.nnodes,
+            max_nodes=env.nnodes,
+            rdzv_backend="static",
+            rdzv_configs={"rank": env.node_rank, "timeout": RDZV_TIMEOUT_S},
+            max_restarts=0,
+        )
+    # A fresh worker store each round: the shared one outlives rounds on node 0's agent, so
+    # after a re-rendezvous a rank could read the gloo address a previous round's rank left.
+    os.environ.setdefault(ENV_NO_SHARED_STORE, "1")
+    par = ctx.parallelism
     return LaunchConfig(
-        logs_specs=DefaultLogsSpecs(log_dir=None if log_dir is None else str(log_dir), tee=Std.ALL),
-        log_line_prefix_template=log_line_prefix(env),
-        min_nodes=env.nnodes,
-        max_nodes=env.nnodes,
-        nproc_per_node=env.nproc_per_node,
-        run_id=run_id,
-        role="trainer",
-        rdzv_endpoint=f"{env.master_addr}:{env.master_port}",
-        rdzv_backend="static",
-        rdzv_configs={"rank": env.node_rank, "timeout": RDZV_TIMEOUT_S},
-        max_restarts=0,
-        monitor_interval=0.2,
-        start_method="spawn",
+        **common,
+        min_nodes=par.min_size,
+        max_nodes=par.max_size,
+        rdzv_backend="c10d",
+        rdzv_configs={
+            "is_host": env.node_rank == 0,
+            "join_timeout": RDZV_TIMEOUT_S,
+            "read_timeout": RDZV_TIMEOUT_S,
+            "last_call_timeout": RDZV_LAST_CALL_S,
+            "keep_alive_interval": RDZV_KEEP_ALIVE_S,
+            "keep_alive_max_attempt": RDZV_KEEP_ALIVE_ATTEMPTS,
+        },
+        local_addr=rendezvous_addr(env),
+        max_restarts=rdzv.max_restarts,
     )
+
+
+def rendezvous_addr(env: NodeEnv) -> str | None:
+    """This node's address in the c10d rendezvous, which also orders the ranks (sorted by
+    address): node 0 announces MASTER_ADDR, so it is always rank 0 (it hosts the store, so no
+    round completes without it) and serves the workers' store where every pod can reach it. In
+    a cluster the other pods use their own FQDN (`<job>-worker-<i>.<job>.<ns>.svc...`, sorting
+    after node 0's); on one machine (local mode, tests) node i uses loopback 127.0.0.<i+1>."""
+    if env.node_rank == 0:
+        return env.master_addr
+    if env.master_addr.startswith("127.") or env.master_addr == "localhost":
+        return f"127.0.0.{min(env.node_rank + 1, 254)}"
+    return None
 
 
 def pick_exit_code(failures: dict[int, Any]) -> int:

@@ -40,6 +40,9 @@ from trainforge_runtime.tracking import MlflowTracker
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# How often this pod's agent restarted its processes in place (torch elastic sets it); a fault
+# spec's `attempt` counts these too, so an in-place restart runs clean like a new gang does.
+ENV_LOCAL_RESTARTS = "TORCHELASTIC_RESTART_COUNT"
 StepHook = Callable[[int, dict[str, float]], None]
 
 
@@ -216,7 +219,7 @@ class RuntimeContext:
         self.profiler.step()
         for hook in self._hooks:
             hook(step, metrics)
-        maybe_inject_fault(self.rank, step, self.attempt)
+        maybe_inject_fault(self.rank, step, self.attempt + env_int(ENV_LOCAL_RESTARTS, 0))
         self._recovery.stop_if_requested(step)
 
     # --- end of job ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 - `gang`: create the children and the missing workers; report Pending, Starting, Running;
 - `failure`: classify a failed pod, find the root cause, restart the gang or fail the job;
+- `recovery`: InPlace recovery (recreate only the failed worker), elastic sizes, membership;
 - `images`: a worker whose image can never be pulled fails the job;
 - `timeouts`: activeDeadlineSeconds, maxPendingSeconds, progressTimeoutSeconds (onStall);
 - `success`: every worker exited 0; absorb rank 0's termination summary;

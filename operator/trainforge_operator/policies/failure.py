@@ -236,7 +236,7 @@ def _lost_member(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
     missing = [i for i in range(spec.parallelism.nodes) if i not in present]
     if not missing:
         return False
-    lost = _vanished(p, worker_name(p.job.name, missing[0]))
+    lost = vanished(p, worker_name(p.job.name, missing[0]))
     verdict = failure_rules.decide(lost.facts, spec.run_policy)
     if verdict.action == "Fail":
         fail(
@@ -252,7 +252,7 @@ def _lost_member(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
     return True
 
 
-def _vanished(p: Pass, name: str) -> PodFailure:
+def vanished(p: Pass, name: str) -> PodFailure:
     """Why a worker of the running gang is gone, from its last state: still terminating, or as
     the pod watch last saw it before it was deleted (the pod GC marks the pods of a deleted node
     DisruptionTarget/DeletionByPodGC first). PodDeleted when nothing says why."""
@@ -322,7 +322,7 @@ def restart(
         p.status.progress.last_advance_time = None
     message = (
         f"attempt {p.status.attempt} failed: {failure.describe()}; restarting the gang in "
-        f"{human_duration(delay)} ({_counting(p, verdict, policy.max_restarts)})"
+        f"{human_duration(delay)} ({counting(p, verdict, policy.max_restarts)})"
     )
     p.set_phase("Restarting", message)
     p.condition("Restarting", True, reason, message)
@@ -336,7 +336,7 @@ def restart(
     p.requeue(delay)
 
 
-def _counting(p: Pass, verdict: Verdict, max_restarts: int) -> str:
+def counting(p: Pass, verdict: Verdict, max_restarts: int) -> str:
     """How this restart counts, in words, naming the rule when it was not a default."""
     rule = f"failurePolicy.{verdict.rule}: " if verdict.rule.startswith("rules[") else ""
     if verdict.action == "Ignore":
@@ -411,3 +411,8 @@ def _last_failure(p: Pass, f: PodFailure, verdict: Verdict | None = None) -> Las
         action=verdict.action if verdict else "",
         rule=verdict.rule if verdict else "",
     )
+
+
+def last_failure(p: Pass, f: PodFailure, verdict: Verdict | None = None) -> LastFailure:
+    """`status.lastFailure` for `f` in the current attempt (for the recovery policy too)."""
+    return _last_failure(p, f, verdict)

@@ -141,7 +141,9 @@ def test_backoff_doubles_and_caps() -> None:
 
 # --- the policy: restart, fail, or wait for the culprit -----------------------------------------
 
-BACKOFF_10 = {**TWO, "runPolicy": {"restartBackoffSeconds": 10}}
+# The gang path: recovery InPlace (the default) is tested in test_recovery.py.
+GANG = {**TWO, "runPolicy": {"recovery": "RecreateGang"}}
+BACKOFF_10 = {**TWO, "runPolicy": {"restartBackoffSeconds": 10, "recovery": "RecreateGang"}}
 RESTARTING = {"phase": "Restarting", "restarts": 1, "restartAfter": at(10)}
 
 CASES = [
@@ -180,7 +182,7 @@ CASES = [
              status={"restarts": 3, "restartsCountedTowardsMax": 2,
                      "lastFailure": {"action": "Restart", "rule": "default:transient-or-signal"}})),
     row("a running gang that lost a pod restarts",
-        Seen(TWO, RUNNING, [make_pod(0)]),
+        Seen(GANG, RUNNING, [make_pod(0)]),
         Want(phase="Restarting", deleted=[worker(0)],
              status={"lastFailure": {"pod": worker(1), "reason": "PodDeleted"}})),
     row("a pod missing before the gang ran is created, not a failure",
