@@ -29,7 +29,7 @@ DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 Layout = Literal["data", "fsdp", "pipeline", "tensor"]
 Backend = Literal["auto", "nccl", "gloo"]
-Recovery = Literal["InPlace", "RecreateGang"]
+RecoveryMode = Literal["InPlace", "RecreateGang"]
 Phase = Literal[
     "Pending",
     "Starting",
@@ -251,7 +251,7 @@ class RunPolicy(Model):
     max_restarts: int = Field(
         3, ge=0, le=1000, description="Restarts (gang or in place) before Failed."
     )
-    recovery: Recovery = Field(
+    recovery: RecoveryMode = Field(
         "InPlace",
         description="How a retryable failure of one worker is recovered. InPlace (default): only "
         "that pod is recreated and the other workers restart their processes in place and "
