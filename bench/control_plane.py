@@ -394,9 +394,17 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
     Reads the raw JSON lines: building V1Pod models costs milliseconds per event, and 1,600
     events of that in this process would delay the very sightings being timed."""
     while not stop.is_set():
-        listing = read_json(
-            core.list_namespaced_pod(NAMESPACE, label_selector=obs.label, _preload_content=False)
-        )
+        try:
+            listing = read_json(
+                core.list_namespaced_pod(
+                    NAMESPACE, label_selector=obs.label, _preload_content=False
+                )
+            )
+        except (urllib3.exceptions.HTTPError, k8s.ApiException):
+            # A LIST that times out on a loaded machine used to end this thread silently, and
+            # the bench then waited for pods it had stopped counting: list again instead.
+            time.sleep(0.5)
+            continue
         now = time.monotonic()
         for pod in listing["items"]:
             obs.on_pod(pod, now)
