@@ -26,7 +26,7 @@ COPY operator/ /src/operator/
 RUN mkdir -p /src/training_image/trainforge_runtime \
     && python -m pip install ${PIP_ARGS} --no-deps /src \
     && rm -rf /src \
-    && python -c "import kopf, kubernetes, trainforge_operator.main, trainforge_api.context" \
+    && python -c "import kopf, trainforge_operator.main, trainforge_api.context" \
     && python -m compileall -q "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
 
 # A passwd entry for the runtime uid: kopf derives its peering identity from getpass.getuser().

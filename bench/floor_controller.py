@@ -52,7 +52,7 @@ def serve() -> None:
     namespace = config.namespaces[0]
     k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
     api_client = k8s.ApiClient()
-    custom, kube = k8s.CustomObjectsApi(api_client), KubeApi(api_client, pool_size=48)
+    custom, kube = k8s.CustomObjectsApi(api_client), KubeApi(pool_size=48)
     pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="create")
     listing: dict[str, Any] = custom.list_namespaced_custom_object(  # type: ignore[assignment]
         GROUP, VERSION, namespace, PLURAL

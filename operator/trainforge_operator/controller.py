@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from trainforge_api.context import InvalidSpecError, parse_spec
+from trainforge_api.context import InvalidSpecError
 from trainforge_operator import decision, keyloops, kube, kueue, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
@@ -38,6 +38,7 @@ from trainforge_operator.names import context_name, service_name
 from trainforge_operator.plan import Observed, Plan, QueueView
 from trainforge_operator.policies import queue
 from trainforge_operator.progress import ProgressSource
+from trainforge_operator.specs import spec_of
 from trainforge_operator.status import status_dict
 
 log = logging.getLogger(__name__)
@@ -414,7 +415,7 @@ class Controller:
             metrics.JOBS_FAILED.labels(reason=plan.failed_reason or "Unknown").inc()
         pool, pending = "", 0
         try:
-            spec = parse_spec(body)
+            spec = spec_of(body)
             pool = spec.node_pool or self.config.default_node_pool
             if phase in ("Pending", "Starting"):
                 running = plan.status.workers.running + plan.status.workers.succeeded

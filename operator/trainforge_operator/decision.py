@@ -10,7 +10,7 @@ out (`Controller.execute` in controller.py, through kube.py).
 
 from __future__ import annotations
 
-from trainforge_api.context import InvalidSpecError, parse_spec
+from trainforge_api.context import InvalidSpecError
 from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.plan import Observed, Plan
@@ -29,6 +29,7 @@ from trainforge_operator.policies import (
     ttl,
 )
 from trainforge_operator.policies.state import Pass
+from trainforge_operator.specs import spec_of
 
 
 def decide(observed: Observed, config: OperatorConfig) -> Plan:
@@ -111,7 +112,7 @@ def _read_spec(observed: Observed, config: OperatorConfig) -> tuple[TrainingJobS
     """The spec (None when it does not parse), and why the job cannot run ('' when it can): the
     API server rejected a child built from it, it breaks a rule, or its node pool is unknown."""
     try:
-        spec = parse_spec(observed.body)
+        spec = spec_of(observed.body)
     except InvalidSpecError as err:
         spec, problem = None, _unquoted(err)
     else:

@@ -20,9 +20,10 @@ from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_api.trainingschedule import PLURAL as SCHEDULES
 from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
+from trainforge_operator import rest
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
-from trainforge_operator.kube import KubeApi, PodInformer, load_kube_config
+from trainforge_operator.kube import KubeApi, PodInformer
 from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
 from trainforge_operator.schedules.controller import ScheduleController
@@ -81,7 +82,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["config"] = config
     configure(settings)
     if not isinstance(memo.get("controller"), Controller):
-        load_kube_config()
         api = KubeApi(pool_size=config.api_concurrency)
         memo["controller"] = Controller(config, api, make_source(config.progress_source))
     if not isinstance(memo.get("sweeps"), SweepController):
@@ -101,10 +101,17 @@ def start_pod_informer(controller: Controller, config: OperatorConfig) -> PodInf
     def wake(namespace: str, job: str) -> None:
         loop.call_soon_threadsafe(controller.notify, namespace, job)
 
-    informer = PodInformer(controller.api.core, config.namespaces, WORKER_POD_SELECTOR, wake)
+    informer = PodInformer(controller.api.rest, config.namespaces, WORKER_POD_SELECTOR, wake)
     controller.api.pod_informer = informer
     informer.start()
     return informer
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf watches with the credentials our own client uses (rest.login), so it never falls
+    back to logging in through the `kubernetes` client, which the operator does not install."""
+    return rest.login()
 
 
 @kopf.on.cleanup()

@@ -1,13 +1,13 @@
-"""Thin Kubernetes API access for the reconciler: the official sync client, called from threads.
+"""Thin Kubernetes API access for the reconciler: a small REST client, called from threads.
 
-Why the `kubernetes` client and not kopf: kopf watches and dispatches but is not a general API
-client; it can patch only the object being handled. The reconciler needs to list, create and delete
-children, replace the status with optimistic concurrency (resourceVersion, 409 on conflict) and
-post Events after the write. The sync client is well-kept and typed enough. Its calls block, so
-the controller runs each one on its own ThreadPoolExecutor of `apiConcurrency` threads
-(`loop.run_in_executor`), which keeps the event loop free. Responses are read as raw JSON
-(`_preload_content=False`) so every object is a plain camelCase dict, exactly what the pure
-builders and `decide()` use.
+Why not kopf: kopf watches and dispatches but is not a general API client; it can patch only the
+object being handled. The reconciler needs to list, create and delete children, replace the status
+with optimistic concurrency (resourceVersion, 409 on conflict) and post Events after the write.
+Why not the official `kubernetes` client: it validates every call with pydantic and costs ~28 MB
+at import (see `rest.py`). Calls block, so the controller runs each one on its own
+ThreadPoolExecutor of `apiConcurrency` threads (`loop.run_in_executor`), which keeps the event
+loop free. Every object is a plain camelCase dict, exactly what the pure builders and `decide()`
+use.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import kueue, metrics
 from trainforge_operator.names import LABEL_JOB, LABEL_UID, MANAGED_BY, job_pods_selector
 from trainforge_operator.plan import Event
+from trainforge_operator.rest import PATCH, ApiException, Rest, core_path, custom_path, iter_lines
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -42,28 +40,10 @@ STALE = (404, 409)  # a status write at a resourceVersion that is no longer curr
 REJECTED = (400, 422)  # the API server refused an object built from the spec
 
 
-def load_kube_config() -> None:
-    """In-cluster credentials when running in a pod, else $KUBECONFIG / ~/.kube/config."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-
-
 def read_json(resp: Any) -> Obj:
-    """Parse a raw response; reading the whole body also returns its connection to the pool."""
-    data = json.loads(resp.data)
+    """Parse a response body (read in full, so its connection is back in the pool)."""
+    data = json.loads(resp.data or b"{}")
     return data if isinstance(data, dict) else {}
-
-
-def _release(resp: Any) -> None:
-    """Discard a raw response's body and hand its connection back to the pool.
-
-    With `_preload_content=False` urllib3 keeps the connection checked out until the body is
-    read; an unread body means the next call dials and handshakes TLS again.
-    """
-    resp.drain_conn()
-    resp.release_conn()
 
 
 def transient(err: BaseException) -> bool:
@@ -85,30 +65,12 @@ def _server_message(err: ApiException) -> str:
         return str(err.reason)
 
 
-def _client_message(err: ValueError) -> str:
-    """The client's own validation error, as `path: problem` lines without the pydantic URL."""
-    errors = getattr(err, "errors", None)
-    if callable(errors):
-        with contextlib.suppress(Exception):
-            parts = [
-                ".".join(str(x) for x in e.get("loc", ())[1:]) + ": " + str(e.get("msg", ""))
-                for e in errors()
-            ]
-            return "; ".join(parts)
-    return str(err).splitlines()[0]
-
-
 class KubeApi:
     """The handful of API calls the reconciler makes; expected 404/409 are answers, not errors."""
 
-    def __init__(self, api_client: Any | None = None, pool_size: int = 16) -> None:
-        if api_client is None:
-            # One HTTP connection per API thread (the client's default pool is cores x 5).
-            configuration = client.Configuration.get_default_copy()
-            configuration.connection_pool_maxsize = pool_size
-            api_client = client.ApiClient(configuration)
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
+    def __init__(self, rest: Rest | None = None, pool_size: int = 16) -> None:
+        # One HTTP connection per API thread; credentials as kopf's own login finds them.
+        self.rest = rest or Rest(pool_size=pool_size)
         self.pod_informer: PodInformer | None = None  # set at the operator's startup (handlers.py)
 
     def _send(
@@ -120,9 +82,9 @@ class KubeApi:
         expected: Collection[int] = (),
         read: bool = True,
     ) -> Obj | None:
-        """Send one request (`_preload_content=False`): the parsed body when `read`, else {}
-        with the connection handed back unread. A status in `expected` is an answer: None. Any
-        other failure is counted (trainforge_api_errors_total), logged and raised."""
+        """Send one request: the parsed body when `read`, else {} (the body is not parsed). A
+        status in `expected` is an answer: None. Any other failure is counted
+        (trainforge_api_errors_total), logged and raised."""
         try:
             resp = request()
         except ApiException as err:
@@ -131,21 +93,12 @@ class KubeApi:
             metrics.API_ERRORS.labels(verb=verb, resource=resource).inc()
             log.warning("%s %s failed: %s %s", verb, resource, err.status, err.reason)
             raise
-        if not read:
-            _release(resp)
-            return {}
-        return read_json(resp)
+        return read_json(resp) if read else {}
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
         """The TrainingJob, or None when it does not exist."""
-        return self._send(
-            "get",
-            PLURAL,
-            lambda: self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
-            ),
-            expected=ABSENT,
-        )
+        path = custom_path(GROUP, VERSION, PLURAL, namespace, name)
+        return self._send("get", PLURAL, lambda: self.rest.request("GET", path), expected=ABSENT)
 
     def departed_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object the pod informer saw deleted (empty without an informer)."""
@@ -159,37 +112,25 @@ class KubeApi:
         cached = informer.pods(namespace, job, uid) if informer is not None else None
         if cached is not None:
             return cached
-        listing = self._send(
-            "list",
-            "pods",
-            lambda: self.core.list_namespaced_pod(
-                namespace, label_selector=job_pods_selector(job, uid), _preload_content=False
-            ),
-        )
+        query = {"labelSelector": job_pods_selector(job, uid)}
+        path = core_path("pods", namespace)
+        listing = self._send("list", "pods", lambda: self.rest.request("GET", path, query=query))
         items = (listing or {}).get("items") or []
         return [p for p in items if isinstance(p, dict)]
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
-        read = {
-            "Service": self.core.read_namespaced_service,
-            "ConfigMap": self.core.read_namespaced_config_map,
-        }[kind]
+        resource = {"Service": "services", "ConfigMap": "configmaps"}[kind]
+        path = core_path(resource, namespace, name)
         found = self._send(
-            "get",
-            kind.lower() + "s",
-            lambda: read(name, namespace, _preload_content=False),
-            expected=ABSENT,
-            read=False,
+            "get", resource, lambda: self.rest.request("GET", path), expected=ABSENT, read=False
         )
         return found is not None
 
     def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""
+        path = core_path("configmaps", namespace, name)
         cm = self._send(
-            "get",
-            "configmaps",
-            lambda: self.core.read_namespaced_config_map(name, namespace, _preload_content=False),
-            expected=ABSENT,
+            "get", "configmaps", lambda: self.rest.request("GET", path), expected=ABSENT
         )
         if cm is None:
             return None
@@ -198,13 +139,12 @@ class KubeApi:
     def update_configmap(self, obj: Obj) -> None:
         """Replace the data of an existing ConfigMap we own."""
         meta = obj["metadata"]
-        body: Any = {"data": obj["data"]}
+        path = core_path("configmaps", meta["namespace"], meta["name"])
+        body = {"data": obj["data"]}
         self._send(
             "patch",
             "configmaps",
-            lambda: self.core.patch_namespaced_config_map(
-                meta["name"], meta["namespace"], body, _preload_content=False
-            ),
+            lambda: self.rest.request("PATCH", path, body=body, content_type=PATCH),
             read=False,
         )
 
@@ -212,20 +152,15 @@ class KubeApi:
         """Create a child; an AlreadyExists (409) is success (False): names are deterministic."""
         kind = obj["kind"]
         namespace = obj["metadata"]["namespace"]
-        raw: Any = obj  # the client accepts plain dicts; its stubs name only the model classes
-        creators: dict[str, Callable[..., Any]] = {
-            "Pod": self.core.create_namespaced_pod,
-            "Service": self.core.create_namespaced_service,
-            "ConfigMap": self.core.create_namespaced_config_map,
-        }
-        create = creators.get(kind)
-        if create is None:
+        resource = {"Pod": "pods", "Service": "services", "ConfigMap": "configmaps"}.get(kind)
+        if resource is None:
             raise ValueError(f"the operator does not create {kind} objects")
+        path = core_path(resource, namespace)
         try:
             created = self._send(
                 "create",
-                kind.lower() + "s",
-                lambda: create(namespace, raw, _preload_content=False),
+                resource,
+                lambda: self.rest.request("POST", path, body=obj),
                 expected=EXISTS,
                 read=False,
             )
@@ -234,23 +169,12 @@ class KubeApi:
                 message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
                 raise ChildRejectedError(message) from err
             raise
-        except ValueError as err:
-            # The client validates the body before sending it (pydantic, e.g. an env entry
-            # without a name): the same verdict the API server would give, only earlier.
-            message = (
-                f"{kind} {obj['metadata']['name']} (refused by the kubernetes client before "
-                f"sending it): {_client_message(err)}"
-            )
-            raise ChildRejectedError(message) from err
         return created is not None
 
     def delete_pod(self, namespace: str, name: str) -> None:
+        path = core_path("pods", namespace, name)
         self._send(
-            "delete",
-            "pods",
-            lambda: self.core.delete_namespaced_pod(name, namespace, _preload_content=False),
-            expected=ABSENT,
-            read=False,
+            "delete", "pods", lambda: self.rest.request("DELETE", path), expected=ABSENT, read=False
         )
 
     def replace_status(self, body: Obj, status: Obj) -> Obj | None:
@@ -273,18 +197,11 @@ class KubeApi:
             "spec": body.get("spec", {}),
             "status": status,
         }
+        path = custom_path(GROUP, VERSION, plural, meta["namespace"], meta["name"]) + "/status"
         return self._send(
             "update",
             plural + "/status",
-            lambda: self.custom.replace_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                plural,
-                meta["name"],
-                obj,
-                _preload_content=False,
-            ),
+            lambda: self.rest.request("PUT", path, body=obj),
             expected=STALE,
         )
 
@@ -293,32 +210,18 @@ class KubeApi:
     def get_kueue(self, plural: str, name: str, namespace: str | None = None) -> Obj | None:
         """A Kueue object (v1beta2): namespaced when `namespace` is given, else cluster-scoped;
         None when it does not exist."""
-        group, version = kueue.GROUP, kueue.VERSION
-        if namespace is None:
-            request: Callable[[], Any] = lambda: self.custom.get_cluster_custom_object(  # noqa: E731
-                group, version, plural, name, _preload_content=False
-            )
-        else:
-            request = lambda: self.custom.get_namespaced_custom_object(  # noqa: E731
-                group, version, namespace, plural, name, _preload_content=False
-            )
-        return self._send("get", plural, request, expected=ABSENT)
+        path = custom_path(kueue.GROUP, kueue.VERSION, plural, namespace or "", name)
+        return self._send("get", plural, lambda: self.rest.request("GET", path), expected=ABSENT)
 
     def create_workload(self, obj: Obj) -> bool:
         """Create the job's Workload; AlreadyExists is success (False): the name is fixed."""
         meta = obj["metadata"]
+        path = custom_path(kueue.GROUP, kueue.VERSION, kueue.WORKLOADS, meta["namespace"])
         try:
             created = self._send(
                 "create",
                 kueue.WORKLOADS,
-                lambda: self.custom.create_namespaced_custom_object(
-                    kueue.GROUP,
-                    kueue.VERSION,
-                    meta["namespace"],
-                    kueue.WORKLOADS,
-                    obj,
-                    _preload_content=False,
-                ),
+                lambda: self.rest.request("POST", path, body=obj),
                 expected=EXISTS,
                 read=False,
             )
@@ -334,34 +237,26 @@ class KubeApi:
         """PUT a Workload's status at its observed resourceVersion: the stored object, None
         when it changed since (Kueue wrote it meanwhile) or is gone."""
         meta = workload["metadata"]
+        path = (
+            custom_path(
+                kueue.GROUP, kueue.VERSION, kueue.WORKLOADS, meta["namespace"], meta["name"]
+            )
+            + "/status"
+        )
         return self._send(
             "update",
             kueue.WORKLOADS + "/status",
-            lambda: self.custom.replace_namespaced_custom_object_status(
-                kueue.GROUP,
-                kueue.VERSION,
-                meta["namespace"],
-                kueue.WORKLOADS,
-                meta["name"],
-                workload,
-                _preload_content=False,
-            ),
+            lambda: self.rest.request("PUT", path, body=workload),
             expected=STALE,
         )
 
     def delete_job(self, namespace: str, name: str) -> None:
+        path = custom_path(GROUP, VERSION, PLURAL, namespace, name)
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         self._send(
             "delete",
             PLURAL,
-            lambda: self.custom.delete_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                propagation_policy="Background",
-                _preload_content=False,
-            ),
+            lambda: self.rest.request("DELETE", path, body=body),
             expected=ABSENT,
             read=False,
         )
@@ -370,7 +265,7 @@ class KubeApi:
         """A core/v1 Event on the TrainingJob; failures are counted and logged, never fatal."""
         meta = body["metadata"]
         stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ev: Any = {
+        ev = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -389,14 +284,10 @@ class KubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
+        path = core_path("events", meta["namespace"])
         with contextlib.suppress(ApiException):
             self._send(
-                "create",
-                "events",
-                lambda: self.core.create_namespaced_event(
-                    meta["namespace"], ev, _preload_content=False
-                ),
-                read=False,
+                "create", "events", lambda: self.rest.request("POST", path, body=ev), read=False
             )
 
 
@@ -416,13 +307,13 @@ class PodInformer:
 
     def __init__(
         self,
-        core: Any,
+        rest: Rest,
         namespaces: Collection[str],
         selector: str,
         on_change: Callable[[str, str], None],
         watch_seconds: int = 300,
     ) -> None:
-        self.core = core
+        self.rest = rest
         self.namespaces = list(namespaces) or [""]  # "": cluster-wide
         self.selector = selector
         self.on_change = on_change
@@ -474,13 +365,8 @@ class PodInformer:
     # --- the watch thread ---------------------------------------------------------------------
 
     def _request(self, namespace: str, **kwargs: Any) -> Any:
-        if namespace:
-            return self.core.list_namespaced_pod(
-                namespace, label_selector=self.selector, _preload_content=False, **kwargs
-            )
-        return self.core.list_pod_for_all_namespaces(
-            label_selector=self.selector, _preload_content=False, **kwargs
-        )
+        """LIST (or with `stream`, WATCH) worker pods of one namespace ("": all)."""
+        return self.rest.request("GET", core_path("pods", namespace), **kwargs)
 
     def _run(self, namespace: str) -> None:
         while not self._stop.is_set():
@@ -494,7 +380,7 @@ class PodInformer:
                 self._stop.wait(1.0)
 
     def _relist(self, namespace: str) -> str:
-        listing = read_json(self._request(namespace))
+        listing = read_json(self._request(namespace, query={"labelSelector": self.selector}))
         fresh: dict[tuple[str, str], dict[str, Obj]] = {}
         for pod in listing.get("items") or []:
             key = _pod_key(pod)
@@ -512,18 +398,19 @@ class PodInformer:
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
     def _follow(self, namespace: str, version: str) -> None:
-        resp = self._request(
-            namespace,
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self.watch_seconds,
-            _request_timeout=(30, self.watch_seconds + 30),
-        )
+        query = {
+            "labelSelector": self.selector,
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": self.watch_seconds,
+        }
+        timeout = urllib3.Timeout(connect=30, read=self.watch_seconds + 30)
+        resp = self._request(namespace, query=query, stream=True, timeout=timeout)
         with self._lock:
             self._responses[namespace] = resp
         try:
-            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
+            for line in iter_lines(resp):
                 if self._stop.is_set():
                     return
                 event = json.loads(line)

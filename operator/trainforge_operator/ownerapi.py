@@ -9,9 +9,6 @@ failures are counted in trainforge_api_errors_total the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from kubernetes.client.exceptions import ApiException
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL as JOBS
@@ -24,6 +21,7 @@ from trainforge_operator.kube import (
     Obj,
     _server_message,
 )
+from trainforge_operator.rest import PATCH, ApiException, custom_path
 
 
 class OwnerApi:
@@ -38,36 +36,23 @@ class OwnerApi:
         why_rejected: Callable[[ApiException], object] = _server_message,
     ) -> None:
         self.kube = kube
-        self.custom = kube.custom
+        self.rest = kube.rest
         self.plural = plural
         self.label = label
         self.why_rejected = why_rejected
 
     def get(self, namespace: str, name: str) -> Obj | None:
         """The owner object, or None when it does not exist."""
+        path = custom_path(GROUP, VERSION, self.plural, namespace, name)
         return self.kube._send(
-            "get",
-            self.plural,
-            lambda: self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, self.plural, name, _preload_content=False
-            ),
-            expected=ABSENT,
+            "get", self.plural, lambda: self.rest.request("GET", path), expected=ABSENT
         )
 
     def list_children(self, namespace: str, owner: str) -> list[Obj]:
         """The owner's TrainingJobs by label (ownership by uid is the caller's check)."""
-        listing = self.kube._send(
-            "list",
-            JOBS,
-            lambda: self.custom.list_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                JOBS,
-                label_selector=f"{self.label}={owner}",
-                _preload_content=False,
-            ),
-        )
+        path = custom_path(GROUP, VERSION, JOBS, namespace)
+        query = {"labelSelector": f"{self.label}={owner}"}
+        listing = self.kube._send("list", JOBS, lambda: self.rest.request("GET", path, query=query))
         items = (listing or {}).get("items") or []
         return [i for i in items if isinstance(i, dict)]
 
@@ -78,8 +63,8 @@ class OwnerApi:
             created = self.kube._send(
                 "create",
                 JOBS,
-                lambda: self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, meta["namespace"], JOBS, body, _preload_content=False
+                lambda: self.rest.request(
+                    "POST", custom_path(GROUP, VERSION, JOBS, meta["namespace"]), body=body
                 ),
                 expected=EXISTS,
                 read=False,
@@ -93,13 +78,12 @@ class OwnerApi:
         return created is not None
 
     def annotate_child(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        patch: Any = {"metadata": {"annotations": annotations}}
+        patch = {"metadata": {"annotations": annotations}}
+        path = custom_path(GROUP, VERSION, JOBS, namespace, name)
         self.kube._send(
             "patch",
             JOBS,
-            lambda: self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, JOBS, name, patch, _preload_content=False
-            ),
+            lambda: self.rest.request("PATCH", path, body=patch, content_type=PATCH),
             expected=ABSENT,
             read=False,
         )

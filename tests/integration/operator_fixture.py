@@ -104,7 +104,9 @@ class OperatorHandle:
         self._stop = threading.Event()
         ready = threading.Event()
         self.controller = Controller(
-            self.config, KubeApi(self.api_client), AnnotationProgressSource()
+            self.config,
+            KubeApi(),
+            AnnotationProgressSource(),  # logs in from $KUBECONFIG
         )
         self.schedules = ScheduleController(
             self.controller.api, self.schedule_clock, self.schedule_speed

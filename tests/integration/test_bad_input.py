@@ -63,14 +63,14 @@ def test_rejected_at_apply_naming_the_field(
 def test_env_without_a_name_is_invalid_spec_with_the_message(
     control_plane: ControlPlane, namespace: str, kube_client: Any, tf_operator: OperatorHandle
 ) -> None:
-    """The kubernetes client refuses the pod before sending it; the job says so at once."""
+    """The API server refuses the pod (422); the job says so at once, quoting it."""
     c = Cluster(kube_client, namespace)
     c.custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, job("noname", {"env": [{"value": "x"}]})
     )
     status = c.wait_phase("noname", "Failed", timeout=30)
-    assert "refused by the kubernetes client" in status["message"], status["message"]
-    assert ".name: Field required" in status["message"], status["message"]
+    assert "Pod noname-worker-0: " in status["message"], status["message"]
+    assert "].name: Required value" in status["message"], status["message"]  # the env entry
     invalid = next(x for x in status["conditions"] if x["type"] == "InvalidSpec")
     assert invalid["status"] == "True"
     assert not c.pods("noname")
@@ -90,7 +90,7 @@ def test_an_unforeseen_error_fails_the_job_with_it(
     body = c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job("bug"))
     config = operator_config_for(namespace).model_copy(update={"max_reconcile_errors": 2})
     # The first pass writes Pending without listing pods; the next ones hit the bug.
-    controller = Controller(config, BrokenApi(kube_client), AnnotationProgressSource())
+    controller = Controller(config, BrokenApi(), AnnotationProgressSource())
 
     async def run() -> None:
         controller.notify(namespace, "bug", body["metadata"]["resourceVersion"], body)

@@ -50,8 +50,8 @@ class Crash(Exception):
 class CrashingApi(KubeApi):
     """The real API adapter, cut at one point; counts every pod it really created."""
 
-    def __init__(self, api_client: Any, creations: Counter[tuple[str, str]], crash: str = ""):
-        super().__init__(api_client)
+    def __init__(self, creations: Counter[tuple[str, str]], crash: str = ""):
+        super().__init__()  # credentials from $KUBECONFIG, which the tier fixture set
         self.creations = creations
         self.crash = crash
         self.crashed = False
@@ -90,7 +90,7 @@ class Run:
     creations: Counter[tuple[str, str]]
 
     def one_pass(self, crash: str = "") -> CrashingApi:
-        api = CrashingApi(self.api_client, self.creations, crash)
+        api = CrashingApi(self.creations, crash)
         controller = Controller(self.config, api, AnnotationProgressSource())
 
         async def run() -> None:

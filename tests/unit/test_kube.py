@@ -8,11 +8,11 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from trainforge_operator.kube import ChildRejectedError, KubeApi
 from trainforge_operator.plan import Event
+from trainforge_operator.rest import ApiException, Rest
 
 POD = {"kind": "Pod", "metadata": {"name": "digits-worker-0", "namespace": "ml"}}
 JOB = {
@@ -25,36 +25,24 @@ JOB = {
 class Response:
     def __init__(self, obj: object) -> None:
         self.data = json.dumps(obj).encode()
-        self.released = False
-
-    def drain_conn(self) -> None: ...
-
-    def release_conn(self) -> None:
-        self.released = True
 
 
-class Fake:
-    """Every client method answers with `outcome`: an ApiException status, or a JSON body."""
+class Fake(Rest):
+    """Every request answers with `outcome`: an ApiException status, or a JSON body."""
 
     def __init__(self, outcome: int | object) -> None:
         self.outcome = outcome
 
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Response:
-            assert kwargs.get("_preload_content") is False
-            if isinstance(self.outcome, int):
-                err = ApiException(status=self.outcome, reason="Because")
-                err.body = json.dumps({"message": "spec.volumes[2].name: Duplicate value"})
-                raise err
-            return Response(self.outcome)
-
-        return call
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert path.startswith(("/api/v1/namespaces/ml/", "/apis/trainforge.io/v1alpha1/")), path
+        if isinstance(self.outcome, int):
+            body = json.dumps({"message": "spec.volumes[2].name: Duplicate value"})
+            raise ApiException(self.outcome, "Because", body)
+        return Response(self.outcome)
 
 
 def api(outcome: int | object) -> KubeApi:
-    kube = KubeApi(api_client=object())
-    kube.core = kube.custom = Fake(outcome)  # type: ignore[assignment]
-    return kube
+    return KubeApi(Fake(outcome))
 
 
 def errors(verb: str | None = None, resource: str | None = None) -> float:

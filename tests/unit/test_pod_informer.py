@@ -8,6 +8,7 @@ from typing import Any
 
 from trainforge_operator.handlers import WORKER_POD_SELECTOR
 from trainforge_operator.kube import KubeApi, PodInformer
+from trainforge_operator.rest import Rest
 
 
 def pod(name: str, job: str, uid: str = "u1", ns: str = "ml", phase: str = "Pending") -> Any:
@@ -22,16 +23,26 @@ class Listing:
         self.data = json.dumps({"metadata": {"resourceVersion": "7"}, "items": items}).encode()
 
 
-class Core:
-    """Answers list_namespaced_pod with `items`, recording the selector it was asked for."""
+class Core(Rest):
+    """Answers a LIST of a namespace's pods with `items`, recording the selector asked for."""
 
     def __init__(self, items: list[Any]) -> None:
         self.items = items
         self.selectors: list[str] = []
 
-    def list_namespaced_pod(self, namespace: str, **kwargs: Any) -> Listing:
-        self.selectors.append(kwargs["label_selector"])
-        return Listing([p for p in self.items if p["metadata"]["namespace"] == namespace])
+    def request(self, method: str, path: str, **kwargs: Any) -> Listing:
+        assert (method, path) == ("GET", "/api/v1/namespaces/ml/pods"), (method, path)
+        self.selectors.append(kwargs["query"]["labelSelector"])
+        return Listing([p for p in self.items if p["metadata"]["namespace"] == "ml"])
+
+
+class Refuse(Rest):
+    """Any request fails loudly."""
+
+    def __init__(self) -> None: ...
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        raise AssertionError(f"unexpected {method} {path}")
 
 
 def informer(items: list[Any]) -> tuple[PodInformer, list[tuple[str, str]], Core]:
@@ -94,8 +105,7 @@ def test_a_relist_drops_pods_deleted_while_the_watch_was_cut() -> None:
 
 def test_list_pods_reads_memory_once_listed() -> None:
     inf, _, _ = informer([pod("a-worker-0", "a")])
-    kube = KubeApi(api_client=object())
-    kube.core = None  # type: ignore[assignment]  (a LIST would fail loudly)
+    kube = KubeApi(Refuse())  # a LIST would fail loudly
     kube.pod_informer = inf
     inf._relist("ml")
     assert names(kube.list_pods("ml", "a", "u1")) == ["a-worker-0"]

@@ -41,7 +41,9 @@ class Pass:
     def begin(cls, obs: Observed, config: OperatorConfig, spec: TrainingJobSpec | None) -> Pass:
         old = parse_status(obs.body.get("status"))
         live = [p for p in obs.pods if not pods.terminating(p)]
-        status = old.model_copy(deep=True)
+        # A second parse is the deep copy: pydantic's model_copy(deep=True) goes through
+        # copy.deepcopy and took a third of a steady pass (bench: pass_cost in benchmarks.md).
+        status = parse_status(obs.body.get("status"))
         status.observed_generation = obs.body.get("metadata", {}).get("generation")
         status.workers = count_workers(live)
         job = JobRef.from_body(obs.body)
