@@ -33,7 +33,7 @@ from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
-from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import context_name, service_name
 from trainforge_operator.plan import Observed, Plan
 from trainforge_operator.progress import ProgressSource
@@ -176,9 +176,14 @@ class Controller:
         plan = decision.decide(observed, self.config)
         try:
             committed = await self.execute(key, observed.body, plan, loop)
-        except ChildRejectedError as err:
+        except (ChildRejectedError, ChildCreateError) as err:
+            # Decide again knowing the refusal: InvalidSpec (400/422), else say it and retry.
             log.warning("%s/%s: %s", *key, err)
-            plan = decision.decide(dataclasses.replace(observed, rejected=str(err)), self.config)
+            if isinstance(err, ChildRejectedError):
+                refused = dataclasses.replace(observed, rejected=str(err))
+            else:
+                refused = dataclasses.replace(observed, create_failed=str(err))
+            plan = decision.decide(refused, self.config)
             committed = await self.execute(key, observed.body, plan, loop)
         if committed:
             self._record(key, observed.body, plan)
@@ -292,7 +297,8 @@ class Controller:
         return True
 
     async def _create(self, body: Obj, plan: Plan, loop: _Loop) -> None:
-        """Create and update children (creates raise ChildRejectedError)."""
+        """Create and update children (a refused create raises ChildRejectedError or
+        ChildCreateError)."""
         meta = body["metadata"]
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
         for obj, new in zip(plan.create, created, strict=True):

@@ -15,6 +15,7 @@ from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.plan import Observed, Plan
 from trainforge_operator.policies import (
+    creation,
     data,
     failure,
     gang,
@@ -29,35 +30,45 @@ from trainforge_operator.policies.state import Pass
 
 
 def decide(observed: Observed, config: OperatorConfig) -> Plan:
-    """The plan for one reconcile of one TrainingJob: the first state that applies decides."""
+    """The plan for one reconcile of one TrainingJob: the first state that applies decides;
+    then, when this pass's creates were refused (`observed.create_failed`), what that means."""
+    p = _phases(observed, config)
+    if observed.create_failed is not None:
+        creation.refused(p, observed.create_failed)
+    else:
+        creation.created(p)
+    return p.plan
+
+
+def _phases(observed: Observed, config: OperatorConfig) -> Pass:
     spec, problem = _read_spec(observed, config)
     p = Pass.begin(observed, config, spec)
     if p.old.phase in TERMINAL_PHASES:
         ttl.finished(p)
-        return p.plan
+        return p
     if (reason := stop.requested(p)) is not None:
         stop.stop(p, reason)
-        return p.plan
+        return p
     if spec is None or problem:
         failure.invalid(p, problem)
-        return p.plan
+        return p
     if spec.run_policy.suspend:
         suspend.suspend(p)
-        return p.plan
+        return p
     suspend.resume(p)
     gang.prepare(p, spec)
     if timeouts.deadline_exceeded(p, spec):
-        return p.plan
+        return p
     gang.adopt(p)
     current, stale = gang.split_attempts(p)
     p.delete(stale)
     if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
-        return p.plan
+        return p
     if failure.gang_failed(p, spec, current):
-        return p.plan
+        return p
     if images.cannot_start(p, spec, current):
-        return p.plan
+        return p
     gang.create_missing(p, spec, current, blocked=bool(stale))
     if gang.all_succeeded(spec, current):
         success.succeed(p, spec, current)
@@ -68,7 +79,7 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)
     data.report(p, spec, current)
-    return p.plan
+    return p
 
 
 def unforeseen(observed: Observed, config: OperatorConfig, error: str) -> Plan:

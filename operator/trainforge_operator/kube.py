@@ -40,6 +40,9 @@ ABSENT = (404,)  # a read or delete of something that is not there
 EXISTS = (409,)  # a create of a deterministic name that a previous pass already created
 STALE = (404, 409)  # a status write at a resourceVersion that is no longer current
 REJECTED = (400, 422)  # the API server refused an object built from the spec
+# Failures of the moment, not of the request: a timeout, a conflict, throttling, the API server
+# (or what stands in front of it) failing. Any other status is an answer that a retry repeats.
+RETRYABLE = (408, 409, 429)
 
 
 def load_kube_config() -> None:
@@ -67,15 +70,33 @@ def _release(resp: Any) -> None:
 
 
 def transient(err: BaseException) -> bool:
-    """An error of the API or the network (retry it), not one of the operator or of the spec.
+    """An error of the moment (retry it): the network, or an API answer in `RETRYABLE` or 5xx.
 
-    Anything else a pass raises was not foreseen; the controller marks the job Failed with it
-    after a few tries instead of retrying it silently for ever."""
-    return isinstance(err, ApiException | urllib3.exceptions.HTTPError | OSError)
+    Anything else a pass raises, a 403 or a 404 included, was not foreseen and would fail the
+    same way again; the controller marks the job Failed with it after a few tries instead of
+    retrying it silently for ever."""
+    if isinstance(err, ApiException):
+        return retryable_status(err.status)
+    return isinstance(err, urllib3.exceptions.HTTPError | OSError)
+
+
+def retryable_status(status: int | None) -> bool:
+    """No answer (0), or an answer that may differ when asked again."""
+    return not status or status in RETRYABLE or status >= 500
 
 
 class ChildRejectedError(Exception):
     """The API server refused a child built from the spec (400/422): the spec must change."""
+
+
+class ChildCreateError(Exception):
+    """The API server refused to create a child for a reason outside the object itself: 403
+    (a ServiceAccount or PriorityClass that does not exist, a quota, an admission policy), or
+    it failed (429, 5xx). The job says so while the operator retries, and fails past a limit."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _server_message(err: ApiException) -> str:
@@ -225,10 +246,10 @@ class KubeApi:
                 read=False,
             )
         except ApiException as err:
+            message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
             if err.status in REJECTED:
-                message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
                 raise ChildRejectedError(message) from err
-            raise
+            raise ChildCreateError(f"{message} (HTTP {err.status})", err.status) from err
         except ValueError as err:
             # The client validates the body before sending it (pydantic, e.g. an env entry
             # without a name): the same verdict the API server would give, only earlier.

@@ -29,6 +29,8 @@ class Observed:
     now: dt.datetime
     progress: Obj | None = None
     rejected: str | None = None  # the API server refused a child built from this spec
+    # the API server refused to create a child for another reason (403, 429, 5xx): its message
+    create_failed: str | None = None
     configmap_data: dict[str, str] | None = None  # the context ConfigMap's data, when read
 
 

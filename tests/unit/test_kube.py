@@ -1,5 +1,6 @@
 """The API adapter's one error rule: an expected status is an answer, anything else is counted,
-logged and raised (400/422 on a create as ChildRejectedError)."""
+logged and raised (400/422 on a create as ChildRejectedError, any other refused create as
+ChildCreateError); only errors of the moment are transient."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
-from trainforge_operator.kube import ChildRejectedError, KubeApi
+from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, transient
 from trainforge_operator.plan import Event
 
 POD = {"kind": "Pod", "metadata": {"name": "digits-worker-0", "namespace": "ml"}}
@@ -99,6 +101,38 @@ def test_other_failures_are_counted_and_raised() -> None:
 def test_a_refused_child_is_a_rejected_spec(status: int) -> None:
     with pytest.raises(ChildRejectedError, match=r"^Pod digits-worker-0: spec\.volumes.*Duplicate"):
         api(status).create(POD)
+
+
+@pytest.mark.parametrize("status", [403, 404, 429, 500, 503])
+def test_another_refused_create_quotes_the_server(status: int) -> None:
+    with pytest.raises(ChildCreateError) as refused:
+        api(status).create(POD)
+    assert str(refused.value) == (
+        f"Pod digits-worker-0: spec.volumes[2].name: Duplicate value (HTTP {status})"
+    )
+    assert refused.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("err", "retry"),
+    [
+        (ApiException(status=409), True),
+        (ApiException(status=429), True),
+        (ApiException(status=408), True),
+        (ApiException(status=500), True),
+        (ApiException(status=503), True),
+        (ApiException(status=0), True),
+        (urllib3.exceptions.ProtocolError("cut"), True),
+        (ConnectionRefusedError(), True),
+        (ApiException(status=400), False),
+        (ApiException(status=403), False),
+        (ApiException(status=404), False),
+        (ApiException(status=422), False),
+        (KeyError("name"), False),
+    ],
+)
+def test_only_errors_of_the_moment_are_transient(err: BaseException, retry: bool) -> None:
+    assert transient(err) is retry
 
 
 def test_a_failed_event_post_is_never_fatal() -> None:
