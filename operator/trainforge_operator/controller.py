@@ -311,14 +311,18 @@ class Controller:
         loop.cache.saw_children(meta)
 
     async def _delete(self, body: Obj, plan: Plan) -> None:
-        """Delete the pods the plan gave up, once the status saying why is stored."""
+        """Delete the pods the plan gave up, once the status saying why is stored; each by the
+        UID observed (kube.delete_pod), so no delete reaches a newer attempt's pod."""
         if not plan.delete_pods:
             return
         meta = body["metadata"]
         namespace = meta["namespace"]
         log.info("deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"])
         await asyncio.gather(
-            *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
+            *(
+                self._call(self.api.delete_pod, namespace, n, plan.delete_uids.get(n, ""))
+                for n in plan.delete_pods
+            )
         )
 
     async def _write_status(self, body: Obj, plan: Plan, loop: _Loop) -> bool:

@@ -260,12 +260,21 @@ class KubeApi:
             raise ChildRejectedError(message) from err
         return created is not None
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
+        """Delete the pod `name`, and only the object with `uid` when one is given.
+
+        Worker names are the same in every attempt, so a delete decided on an older view (an
+        informer that lags, a request still in flight from a killed operator) could otherwise
+        remove the next attempt's pod of that name. With the UID precondition the API server
+        answers 409 instead, which means the pod meant is already gone."""
+        body: Any = {"preconditions": {"uid": uid}} if uid else None
         self._send(
             "delete",
             "pods",
-            lambda: self.core.delete_namespaced_pod(name, namespace, _preload_content=False),
-            expected=ABSENT,
+            lambda: self.core.delete_namespaced_pod(
+                name, namespace, body=body, _preload_content=False
+            ),
+            expected=STALE if uid else ABSENT,
             read=False,
         )
 

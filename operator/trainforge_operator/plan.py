@@ -50,6 +50,7 @@ class Plan:
     create: list[Obj] = field(default_factory=list)
     update: list[Obj] = field(default_factory=list)
     delete_pods: list[str] = field(default_factory=list)
+    delete_uids: dict[str, str] = field(default_factory=dict)  # pod name -> the UID observed
     delete_job: bool = False
     status: TrainingJobStatus = field(default_factory=TrainingJobStatus)
     events: list[Event] = field(default_factory=list)

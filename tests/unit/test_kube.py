@@ -79,6 +79,9 @@ def errors(verb: str | None = None, resource: str | None = None) -> float:
         pytest.param(lambda k: k.read_configmap_data("ml", "x"), 404, None, id="no ConfigMap"),
         pytest.param(lambda k: k.create(POD), 409, False, id="create: already exists"),
         pytest.param(lambda k: k.delete_pod("ml", "x"), 404, None, id="delete: already gone"),
+        pytest.param(
+            lambda k: k.delete_pod("ml", "x", "uid-1"), 409, None, id="delete: another pod now"
+        ),
         pytest.param(lambda k: k.delete_job("ml", "x"), 404, None, id="delete job: gone"),
         pytest.param(lambda k: k.replace_status(JOB, {}), 409, None, id="status: conflict"),
         pytest.param(lambda k: k.replace_status(JOB, {}), 404, None, id="status: job gone"),
@@ -133,6 +136,21 @@ def test_another_refused_create_quotes_the_server(status: int) -> None:
 )
 def test_only_errors_of_the_moment_are_transient(err: BaseException, retry: bool) -> None:
     assert transient(err) is retry
+
+
+def test_a_pod_is_deleted_by_the_uid_it_was_decided_on() -> None:
+    sent: dict[str, Any] = {}
+
+    class Recording:
+        def delete_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> Response:
+            sent.update(kwargs, name=name, namespace=namespace)
+            return Response({})
+
+    kube = KubeApi(api_client=object())
+    kube.core = Recording()  # type: ignore[assignment]
+    kube.delete_pod("ml", "digits-worker-0", "uid-1")
+    assert sent["body"] == {"preconditions": {"uid": "uid-1"}}
+    assert (sent["name"], sent["namespace"]) == ("digits-worker-0", "ml")
 
 
 def test_a_failed_event_post_is_never_fatal() -> None:
