@@ -86,6 +86,15 @@ class OperatorConfig(BaseSettings):
         "(docs/kueue.md). Needs Kueue installed and the chart's kueue.enabled RBAC.",
     )
 
+    create_failure_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How long the API server may keep refusing to create a job's children for a "
+        "reason outside the object (403: a missing ServiceAccount or PriorityClass, a quota, a "
+        "policy; 429, 5xx), counted from the first refusal, before the job fails with reason "
+        "CreateFailed; a job's runPolicy.maxPendingSeconds, when set, is used instead.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -33,7 +33,7 @@ from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.cache import JobCache
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
-from trainforge_operator.kube import ChildRejectedError, KubeApi, Obj
+from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, Obj
 from trainforge_operator.names import context_name, service_name
 from trainforge_operator.plan import Observed, Plan, QueueView
 from trainforge_operator.policies import queue
@@ -180,9 +180,14 @@ class Controller:
         plan = decision.decide(observed, self.config)
         try:
             committed = await self.execute(key, observed.body, plan, loop)
-        except ChildRejectedError as err:
+        except (ChildRejectedError, ChildCreateError) as err:
+            # Decide again knowing the refusal: InvalidSpec (400/422), else say it and retry.
             log.warning("%s/%s: %s", *key, err)
-            plan = decision.decide(dataclasses.replace(observed, rejected=str(err)), self.config)
+            if isinstance(err, ChildRejectedError):
+                refused = dataclasses.replace(observed, rejected=str(err))
+            else:
+                refused = dataclasses.replace(observed, create_failed=str(err))
+            plan = decision.decide(refused, self.config)
             committed = await self.execute(key, observed.body, plan, loop)
         if committed:
             self._record(key, observed.body, plan)
@@ -336,7 +341,8 @@ class Controller:
         return True
 
     async def _create(self, body: Obj, plan: Plan, loop: _Loop) -> None:
-        """Create and update children (creates raise ChildRejectedError)."""
+        """Create and update children (a refused create raises ChildRejectedError or
+        ChildCreateError)."""
         meta = body["metadata"]
         if plan.workload_create is not None:
             new_wl = await self._call(self.api.create_workload, plan.workload_create)
@@ -367,14 +373,18 @@ class Controller:
             log.info("updated the status of Workload %s/%s", meta["namespace"], meta["name"])
 
     async def _delete(self, body: Obj, plan: Plan) -> None:
-        """Delete the pods the plan gave up, once the status saying why is stored."""
+        """Delete the pods the plan gave up, once the status saying why is stored; each by the
+        UID observed (kube.delete_pod), so no delete reaches a newer attempt's pod."""
         if not plan.delete_pods:
             return
         meta = body["metadata"]
         namespace = meta["namespace"]
         log.info("deleting pods %s of %s/%s", ", ".join(plan.delete_pods), namespace, meta["name"])
         await asyncio.gather(
-            *(self._call(self.api.delete_pod, namespace, n) for n in plan.delete_pods)
+            *(
+                self._call(self.api.delete_pod, namespace, n, plan.delete_uids.get(n, ""))
+                for n in plan.delete_pods
+            )
         )
 
     async def _write_status(self, body: Obj, plan: Plan, loop: _Loop) -> bool:

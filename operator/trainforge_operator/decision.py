@@ -15,6 +15,7 @@ from trainforge_api.trainingjob import TERMINAL_PHASES, TrainingJobSpec
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.plan import Observed, Plan
 from trainforge_operator.policies import (
+    creation,
     data,
     failure,
     gang,
@@ -33,44 +34,54 @@ from trainforge_operator.specs import spec_of
 
 
 def decide(observed: Observed, config: OperatorConfig) -> Plan:
-    """The plan for one reconcile of one TrainingJob: the first state that applies decides."""
+    """The plan for one reconcile of one TrainingJob: the first state that applies decides;
+    then, when this pass's creates were refused (`observed.create_failed`), what that means."""
+    p = _phases(observed, config)
+    if observed.create_failed is not None:
+        creation.refused(p, observed.create_failed)
+    else:
+        creation.created(p)
+    return p.plan
+
+
+def _phases(observed: Observed, config: OperatorConfig) -> Pass:
     spec, problem = _read_spec(observed, config)
     p = Pass.begin(observed, config, spec)
     if p.old.phase in TERMINAL_PHASES:
         queue.finish(p)
         ttl.finished(p)
-        return p.plan
+        return p
     if (reason := stop.requested(p)) is not None:
         stop.stop(p, reason)
-        return p.plan
+        return p
     if spec is None or problem:
         failure.invalid(p, problem)
-        return p.plan
+        return p
     if spec.run_policy.suspend:
         suspend.suspend(p)
-        return p.plan
+        return p
     if queue.holds(p, spec):
-        return p.plan
+        return p
     suspend.resume(p)
     gang.prepare(p, spec)
     if timeouts.deadline_exceeded(p, spec):
-        return p.plan
+        return p
     gang.adopt(p)
     current, stale = gang.split_attempts(p)
     p.delete(stale)
     if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
-        return p.plan
+        return p
     recovery.track_membership(p, current)
     if recovery.elastic_done(spec, current):
         success.succeed(p, spec, current)
-        return p.plan
+        return p
     if recovery.recover_in_place(p, spec, current):
-        return p.plan
+        return p
     if failure.gang_failed(p, spec, current):
-        return p.plan
+        return p
     if images.cannot_start(p, spec, current):
-        return p.plan
+        return p
     gang.create_missing(p, spec, current, blocked=bool(stale))
     queue.place(p)
     if gang.all_succeeded(spec, current):
@@ -85,7 +96,7 @@ def decide(observed: Observed, config: OperatorConfig) -> Plan:
         gang.waiting(p, spec, current)
         timeouts.check_pending(p, spec, current)
     data.report(p, spec, current)
-    return p.plan
+    return p
 
 
 def unforeseen(observed: Observed, config: OperatorConfig, error: str) -> Plan:

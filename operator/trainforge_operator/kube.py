@@ -38,6 +38,9 @@ ABSENT = (404,)  # a read or delete of something that is not there
 EXISTS = (409,)  # a create of a deterministic name that a previous pass already created
 STALE = (404, 409)  # a status write at a resourceVersion that is no longer current
 REJECTED = (400, 422)  # the API server refused an object built from the spec
+# Failures of the moment, not of the request: a timeout, a conflict, throttling, the API server
+# (or what stands in front of it) failing. Any other status is an answer that a retry repeats.
+RETRYABLE = (408, 409, 429)
 
 
 def read_json(resp: Any) -> Obj:
@@ -47,15 +50,33 @@ def read_json(resp: Any) -> Obj:
 
 
 def transient(err: BaseException) -> bool:
-    """An error of the API or the network (retry it), not one of the operator or of the spec.
+    """An error of the moment (retry it): the network, or an API answer in `RETRYABLE` or 5xx.
 
-    Anything else a pass raises was not foreseen; the controller marks the job Failed with it
-    after a few tries instead of retrying it silently for ever."""
-    return isinstance(err, ApiException | urllib3.exceptions.HTTPError | OSError)
+    Anything else a pass raises, a 403 or a 404 included, was not foreseen and would fail the
+    same way again; the controller marks the job Failed with it after a few tries instead of
+    retrying it silently for ever."""
+    if isinstance(err, ApiException):
+        return retryable_status(err.status)
+    return isinstance(err, urllib3.exceptions.HTTPError | OSError)
+
+
+def retryable_status(status: int | None) -> bool:
+    """No answer (0), or an answer that may differ when asked again."""
+    return not status or status in RETRYABLE or status >= 500
 
 
 class ChildRejectedError(Exception):
     """The API server refused a child built from the spec (400/422): the spec must change."""
+
+
+class ChildCreateError(Exception):
+    """The API server refused to create a child for a reason outside the object itself: 403
+    (a ServiceAccount or PriorityClass that does not exist, a quota, an admission policy), or
+    it failed (429, 5xx). The job says so while the operator retries, and fails past a limit."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _server_message(err: ApiException) -> str:
@@ -165,16 +186,27 @@ class KubeApi:
                 read=False,
             )
         except ApiException as err:
+            message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
             if err.status in REJECTED:
-                message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
                 raise ChildRejectedError(message) from err
-            raise
+            raise ChildCreateError(f"{message} (HTTP {err.status})", err.status) from err
         return created is not None
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
+        """Delete the pod `name`, and only the object with `uid` when one is given.
+
+        Worker names are the same in every attempt, so a delete decided on an older view (an
+        informer that lags, a request still in flight from a killed operator) could otherwise
+        remove the next attempt's pod of that name. With the UID precondition the API server
+        answers 409 instead, which means the pod meant is already gone."""
         path = core_path("pods", namespace, name)
+        body: Obj | None = {"preconditions": {"uid": uid}} if uid else None
         self._send(
-            "delete", "pods", lambda: self.rest.request("DELETE", path), expected=ABSENT, read=False
+            "delete",
+            "pods",
+            lambda: self.rest.request("DELETE", path, body=body),
+            expected=STALE if uid else ABSENT,
+            read=False,
         )
 
     def replace_status(self, body: Obj, status: Obj) -> Obj | None:

@@ -29,6 +29,8 @@ class Observed:
     now: dt.datetime
     progress: Obj | None = None
     rejected: str | None = None  # the API server refused a child built from this spec
+    # the API server refused to create a child for another reason (403, 429, 5xx): its message
+    create_failed: str | None = None
     configmap_data: dict[str, str] | None = None  # the context ConfigMap's data, when read
     # Worker pods deleted while the operator watched, as last seen (why a pod vanished).
     departed: list[Obj] = field(default_factory=list)
@@ -63,6 +65,7 @@ class Plan:
     create: list[Obj] = field(default_factory=list)
     update: list[Obj] = field(default_factory=list)
     delete_pods: list[str] = field(default_factory=list)
+    delete_uids: dict[str, str] = field(default_factory=dict)  # pod name -> the UID observed
     delete_job: bool = False
     status: TrainingJobStatus = field(default_factory=TrainingJobStatus)
     events: list[Event] = field(default_factory=list)

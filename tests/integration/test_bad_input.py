@@ -108,3 +108,64 @@ def test_an_unforeseen_error_fails_the_job_with_it(
     assert "KeyError: 'items'" in status["message"]
     failed = next(x for x in status["conditions"] if x["type"] == "Failed")
     assert failed["reason"] == "ReconcileError"
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((x for x in status.get("conditions") or [] if x["type"] == type_), {})
+
+
+def test_a_forbidden_create_says_why_and_goes_on_once_fixed(
+    namespace: str, kube_client: Any, tf_operator: OperatorHandle
+) -> None:
+    """A ServiceAccount that does not exist: the API server answers the pod create 403. The job
+    shows the server's message while the operator retries; creating the account lets it run."""
+    c = Cluster(kube_client, namespace)
+    c.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL,
+        job("nosa", {"podTemplate": {"serviceAccountName": "trainer"}}),
+    )  # fmt: skip
+    status = wait_for(
+        "the CreateFailed condition",
+        lambda: s if _condition(s := c.status("nosa"), "CreateFailed").get("status") == "True"
+        else None,
+        timeout=30,
+    )  # fmt: skip
+    refused = _condition(status, "CreateFailed")
+    assert 'serviceaccount "trainer" not found' in refused["message"], refused
+    assert "(HTTP 403)" in refused["message"], refused
+    assert status["phase"] == "Pending", status
+    assert "cannot create the children yet, retrying" in status["message"], status
+    assert _condition(status, "Created").get("status") != "True", status
+    c.event_reasons("nosa", "FailedCreate")
+    warning = next(m for r, m in c.events("nosa") if r == "FailedCreate")
+    assert "create that ServiceAccount or fix spec.podTemplate.serviceAccountName" in warning
+
+    c.core.create_namespaced_service_account(namespace, {"metadata": {"name": "trainer"}})
+    wait_for("the worker once the account exists", lambda: c.pods("nosa") or None, 60)
+    status = wait_for(
+        "CreateFailed turned False",
+        lambda: s if _condition(s := c.status("nosa"), "CreateFailed").get("status") == "False"
+        else None,
+        timeout=30,
+    )  # fmt: skip
+    assert _condition(status, "Created")["status"] == "True", status
+
+
+def test_a_forbidden_create_fails_the_job_past_max_pending(
+    namespace: str, kube_client: Any, tf_operator: OperatorHandle
+) -> None:
+    """A PriorityClass that does not exist (403 from the Priority admission plugin), with
+    runPolicy.maxPendingSeconds: 5: the job fails with reason CreateFailed and the message."""
+    c = Cluster(kube_client, namespace)
+    spec = {
+        "placement": {"priorityClassName": "no-such-class"},
+        "runPolicy": {"maxPendingSeconds": 5},
+    }
+    c.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job("noprio", spec))
+    status = c.wait_phase("noprio", "Failed", timeout=60)
+    failed = _condition(status, "Failed")
+    assert failed["reason"] == "CreateFailed", failed
+    assert "runPolicy.maxPendingSeconds=5" in status["message"], status
+    assert "no PriorityClass with name no-such-class was found" in status["message"], status
+    assert "create that PriorityClass or fix spec.placement.priorityClassName" in status["message"]
+    assert not c.pods("noprio")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -73,11 +74,11 @@ class CrashingApi(KubeApi):
             self._die()
         return super().replace_status(body, status)
 
-    def delete_pod(self, namespace: str, name: str) -> None:
+    def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
         if self.crash == "after-write" or (self.crash == "mid-delete" and self.deletes >= 1):
             self._die()
         self.deletes += 1
-        super().delete_pod(namespace, name)
+        super().delete_pod(namespace, name, uid)
 
 
 @dataclass
@@ -258,3 +259,56 @@ def test_a_pass_cut_short_ends_where_an_uninterrupted_one_does(
     assert sorted(run.creations) == sorted(
         (str(a), str(i)) for a in range(attempt + 1) for i in range(2)
     )
+
+
+class LaggingApi(CrashingApi):
+    """The real adapter, but its pods are an older view: an informer that lags, or a new
+    operator's informer whose first list is older than the LIST the pass before it made."""
+
+    def __init__(self, api_client: Any, creations: Counter[tuple[str, str]], view: list[Obj]):
+        super().__init__(api_client, creations)
+        self.view = view
+
+    def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
+        return self.view
+
+
+def test_a_delete_decided_on_an_older_view_spares_the_next_attempt(
+    kube_client: Any, trainforge_crd: None, namespace: str
+) -> None:
+    """The chaos suite's duplicate (chaos-013/1/0): attempt 1's pods were created and recorded;
+    the next pass still saw attempt 0's pods, so it deleted them as stale, by name, and the
+    names were attempt 1's by then. A delete must reach only the pod it was decided on."""
+    cluster = Cluster(kube_client, namespace)
+    run = Run(cluster, operator_config_for(namespace), kube_client, Counter())
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": NAME},
+        "spec": {"command": ["python", "-m", "train"], "parallelism": {"nodes": 2},
+                 "runPolicy": {"restartBackoffSeconds": 1, "maxRestartBackoffSeconds": 2}},
+    })  # fmt: skip
+    run.until("the gang running", running)
+    raw: Any = cluster.core.list_namespaced_pod(
+        namespace, label_selector=f"trainforge.io/job-name={NAME}", _preload_content=False
+    )
+    attempt0 = json.loads(raw.data)["items"]
+    restart_due(run)
+    run.one_pass()  # creates attempt 1 and records it
+    status = cluster.status(NAME)
+    assert (status["attempt"], status["phase"]) == (1, "Pending"), status
+    new = {p.metadata.name: p.metadata.uid for p in run.pods()}
+    assert sorted(new) == workers()
+
+    lagging = LaggingApi(kube_client, run.creations, attempt0)
+    controller = Controller(run.config, lagging, AnnotationProgressSource())
+
+    async def lagging_pass() -> None:
+        try:
+            await controller.reconcile((namespace, NAME), _Loop(wake=asyncio.Event()))
+        finally:
+            await controller.stop()
+
+    asyncio.run(lagging_pass())
+    assert lagging.deletes == 2, "the older view's attempt-0 pods were not deleted as stale"
+    assert {p.metadata.name: p.metadata.uid for p in run.pods()} == new, "attempt 1 was hit"
+    run.until("attempt 1 running", next_attempt)
+    assert max(run.creations.values()) == 1, f"an attempt's pod was created twice: {run.creations}"

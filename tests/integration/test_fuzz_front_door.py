@@ -3,8 +3,10 @@
 
 For every spec from `fuzz_front_door.fuzz_specs` (fixed seed): a rejection at apply must name
 the field; an accepted spec must run (its gang created) or be marked InvalidSpec with a reason
-(or be Suspended, when the spec says so); a spec the operator ran must pass the worker
-runtime's own check of its context; and the operator must log no traceback.
+(or be Suspended, when the spec says so, or fail with reason CreateFailed quoting the API
+server when it kept refusing the children, e.g. a PriorityClass that does not exist); a spec the
+operator ran must pass the worker runtime's own check of its context; and the operator must log
+no traceback.
 
 `TF_FUZZ_SPECS` sets how many (default 150, what the integration tier runs); `make test-fuzz`
 runs 1,000. The figures are printed at the end.
@@ -31,7 +33,7 @@ from operator_fixture import (  # noqa: F401  (fixtures)
     Cluster,
     OperatorHandle,
     kube_client,
-    tf_operator,
+    operator_config_for,
     trainforge_crd,
 )
 
@@ -40,6 +42,9 @@ from trainforge_runtime.config import validate_context
 
 COUNT = int(os.environ.get("TF_FUZZ_SPECS", "150"))
 BATCH = 50
+# How long the operator retries creates the API server refuses (403, 429, 5xx) before failing
+# the job with reason CreateFailed: short, so such a job settles within a batch.
+CREATE_FAILURE_SECONDS = 15.0
 NAMES_A_FIELD = re.compile(r"\b(spec|metadata)(\.[A-Za-z][\w\[\]]*)*\b")
 
 
@@ -56,6 +61,20 @@ class Tracebacks(logging.Handler):
         ours = record.name.startswith("trainforge_operator")
         if record.exc_info or (ours and record.levelno >= logging.ERROR):
             self.records.append(record)
+
+
+@pytest.fixture
+def fuzz_operator(kube_client: Any, trainforge_crd: None, namespace: str) -> Iterator[None]:
+    """The operator on this namespace, giving up on refused creates after a few seconds."""
+    config = operator_config_for(namespace).model_copy(
+        update={"create_failure_seconds": CREATE_FAILURE_SECONDS}
+    )
+    handle = OperatorHandle(config=config, api_client=kube_client)
+    handle.start()
+    try:
+        yield
+    finally:
+        handle.stop()
 
 
 @pytest.fixture
@@ -87,12 +106,16 @@ def apply(c: Cluster, name: str, spec: Any) -> str | None:
 
 
 def outcome(c: Cluster, name: str) -> str | None:
-    """'ran', 'invalid', 'suspended', or None while the operator has not settled the job."""
+    """'ran', 'invalid', 'refused at create', 'suspended', or None while the operator has not
+    settled the job."""
     status = c.status(name)
     conditions = {x["type"]: x for x in status.get("conditions") or []}
     invalid = conditions.get("InvalidSpec")
     if invalid and invalid.get("status") == "True" and invalid.get("message"):
         return "invalid"
+    failed = conditions.get("Failed") or {}
+    if failed.get("reason") == "CreateFailed" and "(HTTP " in (failed.get("message") or ""):
+        return REFUSED
     created = conditions.get("Created")
     if created and created.get("status") == "True" and c.pods(name):
         return "ran"
@@ -107,7 +130,8 @@ def outcome(c: Cluster, name: str) -> str | None:
     return None
 
 
-OUTCOMES = ("ran", "invalid", "suspended")
+REFUSED = "refused at create"
+OUTCOMES = ("ran", "invalid", REFUSED, "suspended")
 
 
 def settle(c: Cluster, names: list[str], timeout: float = 300) -> dict[str, str]:
@@ -138,12 +162,13 @@ def runtime_rejects(c: Cluster, name: str) -> str:
 
 @pytest.mark.timeout(120 + 3 * COUNT)  # generation, then about 1 s per spec on 2 cores
 def test_fuzzed_specs_at_the_front_door(
-    kube_client: Any, namespace: str, tf_operator: OperatorHandle, tracebacks: Tracebacks
+    kube_client: Any, namespace: str, fuzz_operator: None, tracebacks: Tracebacks
 ) -> None:
     c = Cluster(kube_client, namespace)
     specs = fuzz_specs(COUNT, SEED)
     figures: Counter[str] = Counter()
     problems: list[str] = []
+    refusals: list[str] = []  # the API server's reasons, printed: they are the server's verdict
     for start in range(0, len(specs), BATCH):
         accepted: list[str] = []
         for i in range(start, min(start + BATCH, len(specs))):
@@ -163,6 +188,8 @@ def test_fuzzed_specs_at_the_front_door(
             figures[verdict if verdict in OUTCOMES else "unsettled"] += 1
             if verdict not in OUTCOMES:
                 problems.append(f"{name}: neither ran nor marked InvalidSpec: {verdict}")
+            if verdict == REFUSED:
+                refusals.append(f"{name}: {c.status(name).get('message', '')[:300]}")
             if verdict == "ran" and (why := runtime_rejects(c, name)):
                 figures["ran but the runtime rejects"] += 1
                 problems.append(f"{name}: accepted by the operator, rejected by the runtime: {why}")
@@ -174,5 +201,7 @@ def test_fuzzed_specs_at_the_front_door(
             cause = f" ({type(record.exc_info[1]).__name__}: {str(record.exc_info[1])[:300]})"
         problems.append(f"operator logged: {record.getMessage()[:300]}{cause}")
     print(f"\nfront-door fuzz (seed {SEED}): {COUNT} specs; " + json.dumps(dict(figures)))
+    for refusal in refusals:
+        print(f"  {REFUSED}: {refusal}")
     assert figures["rejected at apply"] + figures["accepted"] == COUNT
     assert not problems, "\n".join(problems)

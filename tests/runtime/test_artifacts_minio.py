@@ -1,6 +1,7 @@
 # ruff: noqa: F811 - pytest fixtures imported from minio_fixture are redefined as arguments
 """Artifact upload against a real MinIO: checksums verified on download; an outage during the
-upload is retried, and when it lasts, fails clearly with nothing marked complete."""
+upload is retried, and when it lasts, fails clearly with nothing marked complete, and the
+worker's upload step exits 66 (what the operator reports as ArtifactUploadFailed)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from typing import Any
 import pytest
 import s3fs
 from minio_fixture import PASSWORD, USER, MinioServer, minio, minio_factory  # noqa: F401
+from runtime_helpers import make_context
 
-from trainforge_runtime import artifacts
+from trainforge_api import exitcodes
+from trainforge_api.context import JobContext
+from trainforge_runtime import artifacts, bundle
 from trainforge_runtime.artifacts import ArtifactUploadError, upload_artifacts
 
 
@@ -102,3 +106,28 @@ def test_short_outage_is_retried_and_succeeds(
     )  # fmt: skip
     assert result.files == 5
     assert artifacts.verify_upload("s3://trainforge/models/flaky", endpoint=minio.endpoint)
+
+
+def test_the_upload_step_exits_66_and_publishes_nothing(
+    minio: MinioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's own upload step (bundle.upload) with MinIO gone mid-upload: exit 66, which
+    the operator turns into reason ArtifactUploadFailed with status.artifacts left empty
+    (tests/unit/policies/test_failure.py); no manifest.json is visible in the bucket."""
+    _stop_after_first_upload(monkeypatch, minio)
+    job = JobContext.model_validate(
+        {
+            **make_context(),
+            "artifacts": {
+                "uri": "s3://trainforge/models/half",
+                "s3Endpoint": minio.endpoint,
+                "uploadRetries": 1,
+            },
+        }
+    )
+    with pytest.raises(exitcodes.RuntimeExit) as ended:
+        bundle.upload(make_files(tmp_path / "src"), job)
+    assert ended.value.code == exitcodes.UPLOAD_FAILED == 66
+    assert "no manifest.json was written" in ended.value.message
+    minio.start()
+    assert not s3(minio).exists("trainforge/models/half/manifest.json")

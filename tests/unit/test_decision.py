@@ -131,3 +131,13 @@ def test_status_keys_written_by_other_tools_are_ignored(config: OperatorConfig) 
     plan = decide(Observed(job, [make_pod(0)], True, True, T0), config)
     assert (plan.status.phase, plan.status.restarts, plan.events) == ("Running", 2, [])
     assert "someoneElse" not in status_dict(plan.status)
+
+
+def test_pods_are_deleted_by_the_uids_observed(config: OperatorConfig) -> None:
+    """A stale pod is deleted by the UID this pass saw, so the delete cannot reach a newer pod
+    that took its name (the chaos suite's chaos-013/1/0)."""
+    old = make_pod(0, attempt=0)
+    old["metadata"]["uid"] = "pod-uid-0"
+    plan = Seen(TWO, {"phase": "Pending", "attempt": 1}, [old]).decide(config)
+    assert plan.delete_pods == [worker(0)]
+    assert plan.delete_uids == {worker(0): "pod-uid-0"}

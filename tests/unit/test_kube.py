@@ -1,5 +1,6 @@
 """The API adapter's one error rule: an expected status is an answer, anything else is counted,
-logged and raised (400/422 on a create as ChildRejectedError)."""
+logged and raised (400/422 on a create as ChildRejectedError, any other refused create as
+ChildCreateError); only errors of the moment are transient."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import json
 from typing import Any
 
 import pytest
+import urllib3
 from prometheus_client import REGISTRY
 
-from trainforge_operator.kube import ChildRejectedError, KubeApi
+from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, transient
 from trainforge_operator.plan import Event
 from trainforge_operator.rest import ApiException, Rest
 
@@ -65,6 +67,9 @@ def errors(verb: str | None = None, resource: str | None = None) -> float:
         pytest.param(lambda k: k.read_configmap_data("ml", "x"), 404, None, id="no ConfigMap"),
         pytest.param(lambda k: k.create(POD), 409, False, id="create: already exists"),
         pytest.param(lambda k: k.delete_pod("ml", "x"), 404, None, id="delete: already gone"),
+        pytest.param(
+            lambda k: k.delete_pod("ml", "x", "uid-1"), 409, None, id="delete: another pod now"
+        ),
         pytest.param(lambda k: k.delete_job("ml", "x"), 404, None, id="delete job: gone"),
         pytest.param(lambda k: k.replace_status(JOB, {}), 409, None, id="status: conflict"),
         pytest.param(lambda k: k.replace_status(JOB, {}), 404, None, id="status: job gone"),
@@ -87,6 +92,54 @@ def test_other_failures_are_counted_and_raised() -> None:
 def test_a_refused_child_is_a_rejected_spec(status: int) -> None:
     with pytest.raises(ChildRejectedError, match=r"^Pod digits-worker-0: spec\.volumes.*Duplicate"):
         api(status).create(POD)
+
+
+@pytest.mark.parametrize("status", [403, 404, 429, 500, 503])
+def test_another_refused_create_quotes_the_server(status: int) -> None:
+    with pytest.raises(ChildCreateError) as refused:
+        api(status).create(POD)
+    assert str(refused.value) == (
+        f"Pod digits-worker-0: spec.volumes[2].name: Duplicate value (HTTP {status})"
+    )
+    assert refused.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("err", "retry"),
+    [
+        (ApiException(409), True),
+        (ApiException(429), True),
+        (ApiException(408), True),
+        (ApiException(500), True),
+        (ApiException(503), True),
+        (ApiException(0), True),
+        (urllib3.exceptions.ProtocolError("cut"), True),
+        (ConnectionRefusedError(), True),
+        (ApiException(400), False),
+        (ApiException(403), False),
+        (ApiException(404), False),
+        (ApiException(422), False),
+        (KeyError("name"), False),
+    ],
+)
+def test_only_errors_of_the_moment_are_transient(err: BaseException, retry: bool) -> None:
+    assert transient(err) is retry
+
+
+def test_a_pod_is_deleted_by_the_uid_it_was_decided_on() -> None:
+    sent: dict[str, Any] = {}
+
+    class Recording(Fake):
+        def request(self, method: str, path: str, **kwargs: Any) -> Any:
+            sent.update(kwargs, method=method, path=path)
+            return Response({})
+
+    KubeApi(Recording({})).delete_pod("ml", "digits-worker-0", "uid-1")
+    assert sent == {
+        "method": "DELETE",
+        "path": "/api/v1/namespaces/ml/pods/digits-worker-0",
+        "body": {"preconditions": {"uid": "uid-1"}},
+    }
 
 
 def test_a_failed_event_post_is_never_fatal() -> None:

@@ -76,11 +76,15 @@ class Pass:
         self.status.message = message
 
     def delete(self, doomed: list[Obj]) -> None:
-        """Delete these pods (once each; those already terminating are left alone)."""
+        """Delete these pods (once each; those already terminating are left alone), each by
+        the UID observed, so the delete never reaches a newer pod of the same name."""
         for pod in doomed:
             name = pods.name(pod)
             if not pods.terminating(pod) and name not in self.plan.delete_pods:
                 self.plan.delete_pods.append(name)
+                uid = (pod.get("metadata") or {}).get("uid")
+                if uid:
+                    self.plan.delete_uids[name] = str(uid)
 
     def requeue(self, seconds: float) -> None:
         """Look again in `seconds` (at least 0.5), unless another policy wants it sooner."""

@@ -47,6 +47,7 @@ class Seen:
     children: bool = True  # the Service and the context ConfigMap exist
     configmap: dict[str, str] | None = None  # the context ConfigMap's data, when read
     rejected: str | None = None  # the API server refused a child
+    create_failed: str | None = None  # the API server refused a create for another reason
     annotations: dict[str, str] = field(default_factory=dict)  # the job's annotations
     departed: list[Obj] = field(default_factory=list)  # pods the watch saw deleted
 
@@ -65,6 +66,7 @@ class Seen:
             now=T0 + dt.timedelta(seconds=self.at),
             progress=self.progress,
             rejected=self.rejected,
+            create_failed=self.create_failed,
             configmap_data=self.configmap,
             departed=self.departed,
         )
