@@ -161,7 +161,11 @@ def test_disruption(status: dict[str, Any], expected: tuple[str, str] | None) ->
 
 # --- what the pass does with each action --------------------------------------------------------
 
-TWO = {"parallelism": {"nodes": 2}, "runPolicy": {"restartBackoffSeconds": 10, "maxRestarts": 1}}
+TWO = {
+    "parallelism": {"nodes": 2},
+    # These rows are about what each action does to a gang restart.
+    "runPolicy": {"restartBackoffSeconds": 10, "maxRestarts": 1, "recovery": "RecreateGang"},
+}
 RUNNING = {"phase": "Running"}
 USED_UP = {"phase": "Running", "restarts": 1, "restartsCountedTowardsMax": 1}
 
