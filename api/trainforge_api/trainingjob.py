@@ -256,7 +256,8 @@ class RunPolicy(Model):
         description="How a retryable failure of one worker is recovered. InPlace (default): only "
         "that pod is recreated and the other workers restart their processes in place and "
         "re-rendezvous (dynamic c10d rendezvous); node 0 lost, or a failure while the gang "
-        "starts, still recreates the gang. RecreateGang: every pod is deleted and recreated.",
+        "starts, still recreates the gang, as does the standalone launcher (it has no elastic "
+        "agent). RecreateGang: every pod is deleted and recreated.",
     )
     retryable_exit_codes: list[int] = Field(
         default_factory=list,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from trainforge_api.launchers import resolve_launcher
 from trainforge_api.trainingjob import (
     MEMBERSHIP_HISTORY_LIMIT,
     MembershipChange,
@@ -75,6 +76,8 @@ def recover_in_place(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool
     count exactly as they do for a gang restart."""
     if spec.run_policy.recovery != "InPlace":
         return False
+    if resolve_launcher(spec, p.config.default_image) == "standalone":
+        return False  # the standalone launcher has no elastic agent to restart ranks in place
     failed = [(pod, cause) for pod in current if (cause := failure.pod_failure(pod)) is not None]
     running_before = p.old.phase == "Running"
     present = {pods.index(pod) for pod in current}
