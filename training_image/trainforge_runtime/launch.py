@@ -276,10 +276,35 @@ def main(argv: list[str] | None = None) -> int:
         stop_pod_server(server, ctx, code, lingered=False)
         return code
     summary = read_first_summary(run_dir, env.global_ranks)
-    write_termination_log(termination.encode(summary or sdk_summary(run_dir, code), code))
+    if not summary:  # your own script (trainforge's trainers write rank summaries)
+        code, summary = own_script_summary(ctx, env, run_dir, code)
+    write_termination_log(termination.encode(summary, code))
     log.info("launcher exiting with %d (%s)", code, exitcodes.reason_for(code))
     stop_pod_server(server, ctx, code, lingered=bool(summary))
     return code
+
+
+def own_script_summary(
+    ctx: JobContext, env: NodeEnv, run_dir: Path, code: int
+) -> tuple[int, dict[str, Any]]:
+    """The exit code and termination summary of your own script: what it reported through
+    trainforge_sdk, and, once every local rank of node 0 exited 0, the files it wrote to
+    `artifacts_dir()` uploaded to `spec.artifacts.uri` as the shipped trainers' are (status
+    .artifacts). A failed upload exits 66 (ArtifactUploadFailed) and publishes nothing."""
+    if code != 0 or env.node_rank != 0 or not ctx.artifacts.uri:
+        return code, sdk_summary(run_dir, code)
+    folder = run_dir / "artifacts"
+    if not folder.is_dir() or not any(path.is_file() for path in folder.rglob("*")):
+        return code, sdk_summary(run_dir, code)
+    from trainforge_runtime.bundle import upload  # fsspec and its backends: only when needed
+
+    try:
+        uploaded = upload(folder, ctx)
+    except exitcodes.RuntimeExit as exc:
+        log.error("%s", exc.message)
+        return exc.code, sdk_summary(run_dir, exc.code, message=exc.message)
+    log.info("uploaded artifacts_dir() to %s", ctx.artifacts.uri)
+    return code, sdk_summary(run_dir, code, artifacts=uploaded)
 
 
 def start_pod_server(ctx: JobContext, env: NodeEnv, run_dir: Path) -> PodServer | None:

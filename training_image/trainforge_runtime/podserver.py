@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trainforge_api import exitcodes
 from trainforge_api.progress import UNREPORTED_PHASE
 from trainforge_api.termination import Obj, rank_summary
+from trainforge_api.trainingjob import ArtifactSummary
 from trainforge_launcher.sysmetrics import Gpus, tree_usage
 from trainforge_runtime.metrics import BASE_LABELS, GAUGE_KEYS, http_handler
 from trainforge_runtime.progress import ProgressTracker
@@ -85,18 +86,24 @@ def read_sdk(run_dir: Path) -> Obj | None:
         return None
 
 
-def sdk_summary(run_dir: Path, code: int) -> Obj:
+def sdk_summary(
+    run_dir: Path, code: int, artifacts: ArtifactSummary | None = None, message: str = ""
+) -> Obj:
     """The termination summary of a script that reported through trainforge_sdk: its final
-    metrics (else the last ones) become status.results; {} if it never reported."""
+    metrics (else the last ones) become status.results, and the upload of its artifacts_dir()
+    status.artifacts; {} if it reported nothing and uploaded nothing."""
     sdk = read_sdk(run_dir)
-    if sdk is None:
+    if sdk is None and artifacts is None and not message:
         return {}
+    sdk = sdk or {}
     metrics = sdk.get("finalMetrics") or sdk.get("metrics") or {}
     return rank_summary(
         exitcodes.reason_for(code),
         step=sdk.get("step"),
         metrics={k: v for k, v in metrics.items() if v is not None},
         total_steps=sdk.get("totalSteps"),
+        artifacts=artifacts,
+        message=message,
     )
 
 
