@@ -80,6 +80,9 @@ bench-compare: venv ## trainforge vs Kubeflow Training Operator (tuned, as shipp
 	hack/build-kubeflow.sh >/dev/null
 	$(PY) -m bench.compare --rounds 3
 
+bench-recovery: venv ## in-place vs gang recovery time on kind, in one run; bench/results/recovery-kind.json
+	$(PY) -m bench.recovery_kind
+
 test-chaos: venv ## chaos suite at full size on the control-plane tier (operator kills, API server restart, watch cuts, node loss)
 	rm -f bench/results/chaos.txt
 	CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/bench/results/chaos.txt $(PY) -m pytest tests/chaos -v -s
@@ -91,7 +94,8 @@ test-chaos-small: venv ## the chaos suite's small round (~9 min), the size meant
 tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
-.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images test-fuzz
+
+.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images test-fuzz bench-recovery
 
 images: ## build and push the operator and worker images: make images REGISTRY=ghcr.io/my-org
 	REGISTRY=$(REGISTRY) hack/push-images.sh
