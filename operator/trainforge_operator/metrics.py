@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import get_args
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -15,17 +16,7 @@ from prometheus_client.registry import Collector
 
 from trainforge_api.trainingjob import Phase, Recovery
 
-PHASES: tuple[Phase, ...] = (
-    "Pending",
-    "Starting",
-    "Running",
-    "Restarting",
-    "Succeeded",
-    "Failed",
-    "Suspended",
-    "Stopped",
-    "Queued",
-)
+PHASES: tuple[Phase, ...] = get_args(Phase)  # every phase, zero when no job is in it
 
 JOBS_CREATED = Counter("trainforge_jobs_created_total", "TrainingJobs whose gang was created.")
 JOBS_SUCCEEDED = Counter("trainforge_jobs_succeeded_total", "TrainingJobs that succeeded.")
