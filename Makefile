@@ -83,6 +83,9 @@ bench-compare: venv ## trainforge vs Kubeflow Training Operator (tuned, as shipp
 bench-recovery: venv ## in-place vs gang recovery time on kind, in one run; bench/results/recovery-kind.json
 	$(PY) -m bench.recovery_kind
 
+test-heavy: venv ## long kind runs kept out of make test for the CI budget (the digits TrainingSweep)
+	$(PY) -m pytest tests/e2e -q -m heavy
+
 test-chaos: venv ## chaos suite at full size on the control-plane tier (operator kills, API server restart, watch cuts, node loss)
 	rm -f bench/results/chaos.txt
 	CHAOS_SCALE=full CHAOS_REPORT=$(CURDIR)/bench/results/chaos.txt $(PY) -m pytest tests/chaos -v -s
@@ -95,7 +98,7 @@ tools: ## build every Go tool and image now, with timings
 	hack/build-tools.sh --images
 
 
-.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images test-fuzz bench-recovery
+.PHONY: prefetch tools test-gpu lint-chart test-dashboards dashboards help venv lint crds verify test-unit test-runtime test-integration test-e2e test demo demo-down bench bench-compare test-chaos test-chaos-small images test-fuzz bench-recovery test-heavy
 
 images: ## build and push the operator and worker images: make images REGISTRY=ghcr.io/my-org
 	REGISTRY=$(REGISTRY) hack/push-images.sh

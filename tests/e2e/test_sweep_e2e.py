@@ -50,7 +50,8 @@ def sweep_events(cluster: KindCluster) -> list[str]:
     return [e.get("reason", "") for e in items["items"]]
 
 
-@pytest.mark.timeout(3000)  # three waves of real trials; pyproject's 900 s is per ordinary test
+@pytest.mark.heavy  # three waves of real trials (~15-30 min here): make test-heavy
+@pytest.mark.timeout(3000)  # pyproject's 900 s is per ordinary test
 def test_digits_sweep_finds_a_good_model_and_uploads_its_report(kind_cluster: KindCluster) -> None:
     c = kind_cluster
     c.kubectl("delete", "trainingsweep", NAME, "--ignore-not-found", "--wait=true", check=True)
