@@ -84,6 +84,9 @@ def manifest(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
                 "maxRestarts": 0,
                 "restartBackoffSeconds": 1,
                 "maxRestartBackoffSeconds": 2,
+                # What each action does to a gang restart (in-place recovery applies the same
+                # verdicts: tests/unit/policies/test_recovery.py).
+                "recovery": "RecreateGang",
                 "failurePolicy": {"rules": rules},
             },
         },
