@@ -52,11 +52,11 @@ def poll(what: str, probe: Callable[[], T | None], timeout: float, every: float 
 
 
 def schedule_events(cluster: KindCluster, reason: str) -> list[str]:
+    """This schedule's Events of `reason`, by uid: a deleted schedule of the same name from an
+    earlier run leaves its Events behind for an hour."""
+    uid = cluster.kubectl_json("get", "trainingschedule", NAME)["metadata"]["uid"]
     items = cluster.kubectl_json(
-        "get",
-        "events",
-        "--field-selector",
-        f"involvedObject.kind=TrainingSchedule,involvedObject.name={NAME},reason={reason}",
+        "get", "events", "--field-selector", f"involvedObject.uid={uid},reason={reason}"
     )["items"]
     return [str(e.get("message", "")) for e in items]
 
