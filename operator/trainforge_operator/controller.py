@@ -87,6 +87,7 @@ class Controller:
         self.loops: dict[Key, _Loop] = {}
         # Blocking API calls run here, not in the loop's small default executor: with hundreds of
         # jobs the default (cores + 4 threads) queues reconciles for tens of seconds.
+        self.stopping = False
         self.executor = ThreadPoolExecutor(
             max_workers=config.api_concurrency, thread_name_prefix="kube-api"
         )
@@ -98,6 +99,8 @@ class Controller:
         )
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.stopping:  # a pass still running at shutdown ends as cancelled, not as a crash
+            raise asyncio.CancelledError("the operator is stopping")
         return await asyncio.get_running_loop().run_in_executor(
             self.executor, functools.partial(fn, *args)
         )
@@ -138,6 +141,7 @@ class Controller:
             metrics.JOB_RESTARTS.remove(namespace, name)
 
     async def stop(self) -> None:
+        self.stopping = True
         await keyloops.stop_all(self.loops, self.events.stop())
         self.executor.shutdown(wait=False, cancel_futures=True)
 

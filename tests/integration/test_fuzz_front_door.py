@@ -108,6 +108,8 @@ def apply(c: Cluster, name: str, spec: Any) -> str | None:
 def outcome(c: Cluster, name: str) -> str | None:
     """'ran', 'invalid', 'refused at create', 'suspended', or None while the operator has not
     settled the job."""
+    if c.job(name) is None:
+        return _outcome_of_deleted(c, name)
     status = c.status(name)
     conditions = {x["type"]: x for x in status.get("conditions") or []}
     invalid = conditions.get("InvalidSpec")
@@ -127,6 +129,19 @@ def outcome(c: Cluster, name: str) -> str | None:
         and status.get("phase") in ("Failed", "Succeeded")
     ):
         return "ran"  # a gang that already ended (a tiny activeDeadlineSeconds, say)
+    return None
+
+
+def _outcome_of_deleted(c: Cluster, name: str) -> str | None:
+    """A job already deleted by its own ttlSecondsAfterFinished (a fuzzed spec may ask for 1 s):
+    its Events outlive it and say how it ended."""
+    reasons = {reason for reason, _ in c.events(name)}
+    if "InvalidSpec" in reasons:
+        return "invalid"
+    if "CreateFailed" in reasons:
+        return REFUSED
+    if "Created" in reasons:  # the gang was created, then the job ended and went
+        return "ran"
     return None
 
 
