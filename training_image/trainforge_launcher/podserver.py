@@ -31,7 +31,7 @@ log = logging.getLogger("trainforge.launch")
 
 UNREPORTED_PHASE = "unreported"  # trainforge_api.progress.UNREPORTED_PHASE
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# SDK metric name -> gauge name (trainforge_runtime.metrics.GAUGE_KEYS)
+# SDK metric name -> gauge name; trainforge_runtime.metrics uses this table too
 GAUGE_KEYS: dict[str, str] = {
     "loss": "train_loss",
     "train_loss": "train_loss",

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from trainforge_launcher.podserver import GAUGE_KEYS as _LAUNCHER_GAUGE_KEYS
 from trainforge_runtime.progress import ProgressTracker
 
 log = logging.getLogger(__name__)
@@ -24,21 +25,9 @@ BASE_LABELS = ("job", "namespace", "rank")
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 CKPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-# log_metrics() keyword -> gauge name (without the trainforge_ prefix)
-GAUGE_KEYS: dict[str, str] = {
-    "loss": "train_loss",
-    "train_loss": "train_loss",
-    "val_loss": "val_loss",
-    "accuracy": "train_accuracy",
-    "train_accuracy": "train_accuracy",
-    "val_accuracy": "val_accuracy",
-    "lr": "learning_rate",
-    "learning_rate": "learning_rate",
-    "grad_norm": "grad_norm",
-    "samples_per_second": "samples_per_second",
-    "tokens_per_second": "tokens_per_second",
-    "epoch": "train_epoch",
-}
+# log_metrics() keyword -> gauge name (without the trainforge_ prefix): one table with the
+# standalone launcher, which must stay standard-library only, so it holds it.
+GAUGE_KEYS: dict[str, str] = _LAUNCHER_GAUGE_KEYS
 GAUGES = (
     "train_step",
     "train_epoch",
