@@ -60,7 +60,11 @@ for _ in range(30):
     except botocore.exceptions.ClientError as e:
         if e.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             break
-        raise
+        # Right after dockerd restarts the cluster, the NodePort can answer 404/503 before
+        # kube-proxy routes it to MinIO: wait for it like a refused connection.
+        if e.response["ResponseMetadata"].get("HTTPStatusCode") not in (404, 502, 503):
+            raise
+        time.sleep(1)
     except botocore.exceptions.EndpointConnectionError:
         time.sleep(1)
 else:
