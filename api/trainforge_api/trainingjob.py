@@ -179,7 +179,8 @@ class PodTemplate(Model):
     service_account_name: str = Field("", max_length=253, description="Pod serviceAccountName.")
     security_context: K8sObject = Field(
         default_factory=dict,
-        description="Pod securityContext; the default runs as non-root (uid 1000).",
+        description="Pod securityContext, laid over the default (non-root uid 1000, its group, "
+        "RuntimeDefault seccomp): the keys set here win.",
     )
     image_pull_secrets: list[K8sObject] = Field(
         default_factory=list, description="core/v1 LocalObjectReferences."

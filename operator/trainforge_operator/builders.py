@@ -309,16 +309,19 @@ def add_standalone_launcher(spec: TrainingJobSpec, config: OperatorConfig, pod_s
 
 
 def _security_context(spec: TrainingJobSpec, config: OperatorConfig) -> Obj:
-    if spec.pod_template.security_context:
-        return copy.deepcopy(spec.pod_template.security_context)
-    uid = config.run_as_user
-    return {
+    """The restricted Pod Security Standard's pod part, with the keys of
+    podTemplate.securityContext laid over it: setting only `fsGroup` (say) must not silently
+    drop non-root and seccomp. The user's `runAsUser` becomes the default group too."""
+    user = copy.deepcopy(spec.pod_template.security_context)
+    uid = user.get("runAsUser", config.run_as_user)
+    defaults: Obj = {
         "runAsNonRoot": True,
         "runAsUser": uid,
         "runAsGroup": uid,
         "fsGroup": uid,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    return {**defaults, **user}
 
 
 def build_worker_pod(
@@ -377,6 +380,9 @@ def build_worker_pod(
     }
     if tmpl.service_account_name:
         pod_spec["serviceAccountName"] = tmpl.service_account_name
+    else:
+        # Workers never call the Kubernetes API: no token unless the user names an account.
+        pod_spec["automountServiceAccountToken"] = False
     if tmpl.image_pull_secrets:
         pod_spec["imagePullSecrets"] = copy.deepcopy(tmpl.image_pull_secrets)
     add_data_staging(spec, config, pod_spec)

@@ -217,8 +217,8 @@ def test_child_names_are_deterministic(golden_config: OperatorConfig) -> None:
 
 
 def test_worker_pods_run_as_non_root_by_default(golden_config: OperatorConfig) -> None:
-    """The restricted Pod Security Standard, unless podTemplate.securityContext replaces the
-    pod-level part; the container-level hardening stays either way."""
+    """The restricted Pod Security Standard; podTemplate.securityContext only overrides the keys
+    it sets, and the container-level hardening stays either way."""
     for name, case in CASES.items():
         for pod in build_all(case, golden_config)[2:]:
             container = pod["spec"]["containers"][0]["securityContext"]
@@ -233,6 +233,60 @@ def test_worker_pods_run_as_non_root_by_default(golden_config: OperatorConfig) -
                 "fsGroup": 1000,
                 "seccompProfile": {"type": "RuntimeDefault"},
             }, name
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            {"fsGroup": 3000},
+            {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                "fsGroup": 3000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        ),
+        (
+            {"runAsUser": 2000},
+            {
+                "runAsNonRoot": True,
+                "runAsUser": 2000,
+                "runAsGroup": 2000,
+                "fsGroup": 2000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        ),
+        (
+            {"runAsNonRoot": False, "runAsUser": 0, "seccompProfile": {"type": "Unconfined"}},
+            {
+                "runAsNonRoot": False,
+                "runAsUser": 0,
+                "runAsGroup": 0,
+                "fsGroup": 0,
+                "seccompProfile": {"type": "Unconfined"},
+            },
+        ),
+    ],
+    ids=["fs-group-only", "other-uid", "root-on-purpose"],
+)
+def test_pod_security_context_overrides_only_the_keys_it_sets(
+    golden_config: OperatorConfig, given: dict[str, object], expected: dict[str, object]
+) -> None:
+    case = Case({"parallelism": {"nodes": 1}, "podTemplate": {"securityContext": given}})
+    pod = build_all(case, golden_config)[2]
+    assert pod["spec"]["securityContext"] == expected
+
+
+def test_worker_pods_get_no_api_token_unless_they_name_an_account(
+    golden_config: OperatorConfig,
+) -> None:
+    plain = build_all(CASES["cpu-ddp-minimal"], golden_config)[2]
+    assert plain["spec"]["automountServiceAccountToken"] is False
+    named = build_all(CASES["pod-template-extras"], golden_config)[2]
+    assert named["spec"]["serviceAccountName"] == "trainer"
+    assert "automountServiceAccountToken" not in named["spec"]
 
 
 def test_secret_values_reach_pods_only_as_secret_key_refs(golden_config: OperatorConfig) -> None:
