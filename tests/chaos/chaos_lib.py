@@ -323,10 +323,48 @@ def inject_failures(
 
 # ---- the verdict -------------------------------------------------------------------------------
 
+TERMINAL = ("Succeeded", "Failed")
+
+
+def check_deadline(jobs: int) -> float:
+    """How long the end-of-run check waits at most for every job to end: generous and growing
+    with the number of jobs, because on a loaded 2-core machine (load average 70-100 was seen)
+    a job's passes queue behind everyone else's. `CHAOS_CHECK_SECONDS` overrides it."""
+    return float(os.environ.get("CHAOS_CHECK_SECONDS", 180 + 8 * jobs))
+
+
+STALL_SECONDS = 240.0  # the check also ends when no job has moved at all for this long
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every few seconds in a thread: a chaos
+    figure means little without the load it was measured under."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, args=(every,), name="load-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> str:
+        """Stop sampling; returns e.g. 'load 2.1-7.9 (median 4.0)'."""
+        self._stop.set()
+        s = sorted(self.samples)
+        return f"load {s[0]:.1f}-{s[-1]:.1f} (median {s[len(s) // 2]:.1f})"
+
 
 @dataclass
 class Verdict:
-    """What the end of a chaos run found; printed and asserted."""
+    """What the end of a chaos run found; printed and asserted. A job still mid-run when the
+    check's deadline passed is reported apart from one that ended in the wrong state: the
+    first says the machine (or the operator) was too slow, the second that an outcome is wrong.
+    Both fail the run."""
 
     scenario: str
     kills: int = 0
@@ -334,13 +372,17 @@ class Verdict:
     duplicates: dict[str, int] = field(default_factory=dict)
     orphans: list[str] = field(default_factory=list)
     wrong_states: list[str] = field(default_factory=list)
+    still_running: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    load: str = ""
 
     def line(self) -> str:
+        load = f", {self.load}" if self.load else ""
         return (
             f"[chaos] {self.scenario}: kills survived {self.kills}, jobs checked "
             f"{self.jobs_checked}, duplicates {len(self.duplicates)}, orphans "
-            f"{len(self.orphans)}, wrong states {len(self.wrong_states)} ({self.seconds:.0f} s)"
+            f"{len(self.orphans)}, wrong states {len(self.wrong_states)}, still running at the "
+            f"deadline {len(self.still_running)} ({self.seconds:.0f} s{load})"
         )
 
     def problems(self) -> str:
@@ -348,6 +390,7 @@ class Verdict:
             [f"duplicate pods: {self.duplicates}"] * bool(self.duplicates)
             + [f"orphans: {self.orphans}"] * bool(self.orphans)
             + [f"wrong: {w}" for w in self.wrong_states]
+            + [f"still running at the deadline: {r}" for r in self.still_running]
         )
 
     def record(self) -> None:
@@ -355,7 +398,7 @@ class Verdict:
         path = os.environ.get("CHAOS_REPORT")
         if path:
             with open(path, "a") as f:
-                f.write(self.line() + "\n")
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC {self.line()}\n")
 
 
 def jobs_by_name(custom: k8s.CustomObjectsApi, namespace: str) -> dict[str, dict[str, Any]]:
@@ -363,27 +406,96 @@ def jobs_by_name(custom: k8s.CustomObjectsApi, namespace: str) -> dict[str, dict
     return {j["metadata"]["name"]: j for j in items}
 
 
+def _progress(jobs: dict[str, dict[str, Any]], names: set[str]) -> tuple[Any, ...]:
+    """What moves while jobs run: each job's phase, attempt and restarts."""
+    status = [(jobs.get(n) or {}).get("status") or {} for n in sorted(names)]
+    return tuple((s.get("phase"), s.get("attempt"), s.get("restarts")) for s in status)
+
+
 def wait_terminal(
-    custom: k8s.CustomObjectsApi, namespace: str, names: set[str], timeout: float
+    custom: k8s.CustomObjectsApi,
+    namespace: str,
+    names: set[str],
+    timeout: float,
+    stall: float = STALL_SECONDS,
 ) -> dict[str, dict[str, Any]]:
-    """Every named job Succeeded or Failed (or the timeout): the jobs as last read."""
-    deadline, last_say = time.monotonic() + timeout, 0.0
+    """Every named job Succeeded or Failed, or `timeout` passed, or no job moved (phase,
+    attempt, restarts) for `stall` seconds: the jobs as last read."""
+    start = time.monotonic()
+    deadline, last_say, moved, seen = start + timeout, 0.0, start, ()
     jobs: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and time.monotonic() - moved < stall:
         try:
             jobs = jobs_by_name(custom, namespace)
         except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError):
             time.sleep(1)
             continue
-        phases = [((jobs.get(n) or {}).get("status") or {}).get("phase") for n in names]
-        done = sum(p in ("Succeeded", "Failed") for p in phases)
+        now = _progress(jobs, names)
+        if now != seen:
+            seen, moved = now, time.monotonic()
+        done = sum(phase in TERMINAL for phase, _, _ in now)
         if done == len(names):
             return jobs
         if time.monotonic() - last_say > 15:
             last_say = time.monotonic()
-            say(f"{done}/{len(names)} jobs finished")
+            say(f"{done}/{len(names)} jobs finished ({time.monotonic() - start:.0f} s)")
         time.sleep(1)
+    say(f"the check stopped waiting after {time.monotonic() - start:.0f} s")
     return jobs
+
+
+def judge_jobs(verdict: Verdict, jobs: dict[str, dict[str, Any]], plans: dict[str, Plan]) -> None:
+    """Compare each job with its plan: still running, or ended in the wrong state."""
+    for name, plan in sorted(plans.items()):
+        status = (jobs.get(name) or {}).get("status") or {}
+        phase, restarts = status.get("phase"), status.get("restarts", 0)
+        said = f"(message: {status.get('message')!r}, lastFailure: {status.get('lastFailure')})"
+        if phase not in TERMINAL:
+            verdict.still_running.append(
+                f"{name}: {phase} attempt={status.get('attempt')} restarts={restarts}, planned "
+                f"{plan.phase} restarts={plan.retryable_failures} {said}"
+            )
+            continue
+        if phase != plan.phase or restarts != plan.retryable_failures:
+            verdict.wrong_states.append(
+                f"{name}: {phase} restarts={restarts}, planned {plan.phase} "
+                f"restarts={plan.retryable_failures} {said}"
+            )
+        elif plan.permanent and (status.get("lastFailure") or {}).get("exitCode") != 1:
+            verdict.wrong_states.append(f"{name}: lastFailure {status.get('lastFailure')}")
+
+
+def find_orphans(
+    core: k8s.CoreV1Api, namespace: str, jobs: dict[str, dict[str, Any]], ended: set[str]
+) -> list[str]:
+    """Children without a live owner, and pods of a stale attempt of a job that has ended.
+    A job still running may hold a stale pod for a moment (a pass deletes it next), so its
+    children are judged only once it has ended; such a job already fails the run."""
+    uids = {j["metadata"]["uid"]: j for j in jobs.values()}
+    orphans = []
+    for kind, items in (
+        ("pod", core.list_namespaced_pod(namespace).items),
+        ("service", core.list_namespaced_service(namespace).items),
+        ("configmap", core.list_namespaced_config_map(namespace).items),
+    ):
+        for obj in items:
+            owners = [o.uid for o in obj.metadata.owner_references or []]
+            labels = obj.metadata.labels or {}
+            if LABEL_JOB not in labels:
+                continue
+            if not any(uid in uids for uid in owners):
+                orphans.append(f"{kind}/{obj.metadata.name} (no live owner)")
+                continue
+            owner = uids[next(u for u in owners if u in uids)]
+            if owner["metadata"]["name"] not in ended:
+                continue
+            current = str((owner.get("status") or {}).get("attempt", 0))
+            if kind == "pod" and labels.get(LABEL_ATTEMPT, current) != current:
+                orphans.append(
+                    f"pod/{obj.metadata.name} of attempt {labels[LABEL_ATTEMPT]} "
+                    f"(job ended at attempt {current})"
+                )
+    return orphans
 
 
 def check(
@@ -394,44 +506,45 @@ def check(
     plans: dict[str, Plan],
     ledger: PodLedger,
     timeout: float,
+    settle: float = 30.0,
 ) -> Verdict:
-    """Wait for every job to end, then compare each with its plan and look for strays."""
+    """Wait for every job to end, then compare each with its plan and look for strays. A stray
+    is counted only if it is still there `settle` seconds after the jobs ended (a delete sent
+    by the last pass may still be on its way); a stray that stays is an orphan. The jobs are
+    judged as read after a few more resync periods, so a job that ended and was then started
+    again (a crash window) is caught."""
     start = time.monotonic()
-    jobs = wait_terminal(custom, namespace, set(plans), timeout)
+    names = set(plans)
+    wait_terminal(custom, namespace, names, timeout)
+    time.sleep(5)
+    settled = time.monotonic() + settle
+    while True:
+        jobs = _read_jobs(custom, namespace)
+        ended = {
+            n for n in names if ((jobs.get(n) or {}).get("status") or {}).get("phase") in TERMINAL
+        }
+        orphans = find_orphans(core, namespace, jobs, ended)
+        if not orphans or time.monotonic() > settled:
+            break
+        time.sleep(2)
     verdict = Verdict(scenario, jobs_checked=len(plans))
-    for name, plan in sorted(plans.items()):
-        status = (jobs.get(name) or {}).get("status") or {}
-        phase, restarts = status.get("phase"), status.get("restarts", 0)
-        if phase != plan.phase or restarts != plan.retryable_failures:
-            verdict.wrong_states.append(
-                f"{name}: {phase} restarts={restarts}, planned {plan.phase} "
-                f"restarts={plan.retryable_failures} (message: {status.get('message')!r}, "
-                f"lastFailure: {status.get('lastFailure')})"
-            )
-        elif plan.permanent and (status.get("lastFailure") or {}).get("exitCode") != 1:
-            verdict.wrong_states.append(f"{name}: lastFailure {status.get('lastFailure')}")
+    judge_jobs(verdict, jobs, plans)
     verdict.duplicates = {"/".join(k): v for k, v in ledger.duplicates().items()}
-    uids = {j["metadata"]["uid"]: j for j in jobs.values()}
-    for kind, items in (
-        ("pod", core.list_namespaced_pod(namespace).items),
-        ("service", core.list_namespaced_service(namespace).items),
-        ("configmap", core.list_namespaced_config_map(namespace).items),
-    ):
-        for obj in items:
-            owners = [o.uid for o in obj.metadata.owner_references or []]
-            labels = obj.metadata.labels or {}
-            if LABEL_JOB in labels and not any(uid in uids for uid in owners):
-                verdict.orphans.append(f"{kind}/{obj.metadata.name} (no live owner)")
-            elif kind == "pod" and LABEL_ATTEMPT in labels:
-                owner = uids[next(u for u in owners if u in uids)]
-                current = str((owner.get("status") or {}).get("attempt", 0))
-                if labels[LABEL_ATTEMPT] != current:
-                    verdict.orphans.append(
-                        f"pod/{obj.metadata.name} of attempt {labels[LABEL_ATTEMPT]} "
-                        f"(job is at attempt {current})"
-                    )
+    verdict.orphans = orphans
     verdict.seconds = time.monotonic() - start
     return verdict
+
+
+def _read_jobs(
+    custom: k8s.CustomObjectsApi, namespace: str, tries: int = 30
+) -> dict[str, dict[str, Any]]:
+    """jobs_by_name, riding out a moment when the apiserver does not answer."""
+    for _ in range(tries - 1):
+        try:
+            return jobs_by_name(custom, namespace)
+        except (k8s.ApiException, urllib3.exceptions.HTTPError, OSError):
+            time.sleep(1)
+    return jobs_by_name(custom, namespace)
 
 
 # ---- cutting watches -----------------------------------------------------------------------------

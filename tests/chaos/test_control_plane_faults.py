@@ -22,10 +22,12 @@ from chaos_lib import (
     RUN_SECONDS,
     VERSION,
     CuttableProxy,
+    LoadSampler,
     OperatorProcess,
     Plan,
     PodLedger,
     check,
+    check_deadline,
     draw_plans,
     inject_failures,
     job_manifest,
@@ -77,6 +79,7 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
     ledger, stop = PodLedger(core, namespace), threading.Event()
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     op = OperatorProcess(chaos_tier, namespace)
+    load = LoadSampler()
     op.start()
     pid = op.proc.pid if op.proc else 0
     try:
@@ -106,6 +109,8 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
         stop.set()
         alive = op.alive() and op.proc is not None and op.proc.pid == pid
         op.stop()
+        loaded = load.stop()
+    verdict.load = loaded
     verdict.scenario += f" (down {down:.0f} s, all Succeeded {recovered:.0f} s after it was back)"
     print(verdict.line())
     verdict.record()
@@ -114,7 +119,7 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
     assert not verdict.problems(), verdict.problems()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     """Every connection of the operator is cut every few seconds while jobs run through
     failures and restarts; no transition is missed."""
@@ -129,6 +134,7 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     inject_failures(ledger, plans, stop)
     op = OperatorProcess(chaos_tier, namespace, kubeconfig=kubeconfig)
+    load = LoadSampler()
     op.start()
     cut_connections = 0
     try:
@@ -137,13 +143,21 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
             time.sleep(rng.uniform(2, 5))
             cut_connections += proxy.cut()
         verdict = check(
-            f"watch cuts (seed {seed})", core, custom, namespace, plans, ledger, timeout=240
+            f"watch cuts (seed {seed})",
+            core,
+            custom,
+            namespace,
+            plans,
+            ledger,
+            timeout=check_deadline(len(plans)),
         )
         alive = op.alive()
     finally:
         stop.set()
         op.stop()
         proxy.close()
+        loaded = load.stop()
+    verdict.load = loaded
     verdict.scenario += f": {proxy.cuts - 1} cuts, {cut_connections} connections cut"
     print(verdict.line())
     verdict.record()
