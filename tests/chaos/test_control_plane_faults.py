@@ -29,6 +29,7 @@ from chaos_lib import (
     check,
     check_deadline,
     draw_plans,
+    guard_fake_kubelet_deletes,
     inject_failures,
     job_manifest,
     jobs_by_name,
@@ -76,6 +77,7 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
     restarted, reports every one of them within 30 s, and nothing is lost or doubled."""
     core, custom = clients(chaos_tier)
     names = [f"chaos-{i:03d}" for i in range(12 if FULL else 6)]
+    guard_fake_kubelet_deletes(chaos_tier, namespace)
     ledger, stop = PodLedger(core, namespace), threading.Event()
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     op = OperatorProcess(chaos_tier, namespace)
@@ -127,6 +129,7 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     seed = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
     rng = random.Random(seed)
     plans = draw_plans(30 if FULL else 10, rng)
+    guard_fake_kubelet_deletes(chaos_tier, namespace)
     host, port = chaos_tier.server.removeprefix("https://").split(":")
     proxy = CuttableProxy((host, int(port)))
     kubeconfig = proxy.kubeconfig(chaos_tier.kubeconfig, chaos_tier.workdir / "proxy.kubeconfig")

@@ -34,9 +34,11 @@ from chaos_lib import (
     check,
     check_deadline,
     draw_plans,
+    guard_fake_kubelet_deletes,
     inject_failures,
     job_manifest,
     kill_schedule,
+    refused_kubelet_deletes,
     say,
 )
 from kubernetes import client as k8s
@@ -91,6 +93,7 @@ def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str)
     api: Any = use_kubeconfig(chaos_tier.kubeconfig)
     core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
     plans = draw_plans(jobs, rng)
+    guard_fake_kubelet_deletes(chaos_tier, namespace)
     ledger, stop = PodLedger(core, namespace), threading.Event()
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     inject_failures(ledger, plans, stop)
@@ -102,6 +105,7 @@ def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str)
         killer = kill_schedule(op, kills, gap, restart_within, rng, stop)
         killer.join()
         creator.join()
+        assert killer.error is None, killer.error
         verdict = check(
             f"{schedule} (seed {seed})",
             core,
@@ -117,6 +121,9 @@ def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str)
         op.stop()
         loaded = load.stop()
     verdict.load = loaded
+    verdict.scenario += (
+        f", {refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
+    )
     print(verdict.line())
     say(verdict.line())
     verdict.record()
