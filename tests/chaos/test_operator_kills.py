@@ -125,7 +125,7 @@ def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str)
         f", {refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
     )
     print(verdict.line())
-    say(verdict.line())
+    say(verdict.line().removeprefix("[chaos] "))
     verdict.record()
     assert op.kills == kills
     assert not verdict.problems(), verdict.problems()
