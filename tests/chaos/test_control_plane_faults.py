@@ -33,6 +33,7 @@ from chaos_lib import (
     inject_failures,
     job_manifest,
     jobs_by_name,
+    refused_kubelet_deletes,
     say,
 )
 from kubernetes import client as k8s
@@ -113,7 +114,10 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
         op.stop()
         loaded = load.stop()
     verdict.load = loaded
-    verdict.scenario += f" (down {down:.0f} s, all Succeeded {recovered:.0f} s after it was back)"
+    verdict.scenario += (
+        f" (down {down:.0f} s, all Succeeded {recovered:.0f} s after it was back), "
+        f"{refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
+    )
     print(verdict.line())
     verdict.record()
     assert alive, "the operator died or was restarted during the API server restart"
@@ -161,7 +165,10 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
         proxy.close()
         loaded = load.stop()
     verdict.load = loaded
-    verdict.scenario += f": {proxy.cuts - 1} cuts, {cut_connections} connections cut"
+    verdict.scenario += (
+        f": {proxy.cuts - 1} cuts, {cut_connections} connections cut, "
+        f"{refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
+    )
     print(verdict.line())
     verdict.record()
     assert alive, "the operator exited"
