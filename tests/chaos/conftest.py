@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,20 @@ pytest_collection_finish = _tier.pytest_collection_finish
 def chaos_tier(control_plane: ControlPlane) -> ControlPlane:
     """The CRD and room for 200 small pods (six more CPU nodes beside the tier's two)."""
     control_plane.kubectl("apply", "-f", str(CRD_FILE), check=True)
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/trainingjobs.trainforge.io",
-        check=True,
-    )
+    deadline = time.monotonic() + 180  # a loaded machine: one 30 s wait was seen to fail
+    while True:
+        wait = control_plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/trainingjobs.trainforge.io",
+            timeout=60,
+        )
+        if wait.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the TrainingJob CRD was not Established: {wait.stderr}")
+        time.sleep(2)
     for i in range(6):
         control_plane.apply(node_manifest(f"chaos-cpu-{i}", "cpu", 0))
     return control_plane

@@ -22,14 +22,18 @@ from chaos_lib import (
     RUN_SECONDS,
     VERSION,
     CuttableProxy,
+    LoadSampler,
     OperatorProcess,
     Plan,
     PodLedger,
     check,
+    check_deadline,
     draw_plans,
+    guard_fake_kubelet_deletes,
     inject_failures,
     job_manifest,
     jobs_by_name,
+    refused_kubelet_deletes,
     say,
 )
 from kubernetes import client as k8s
@@ -74,9 +78,11 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
     restarted, reports every one of them within 30 s, and nothing is lost or doubled."""
     core, custom = clients(chaos_tier)
     names = [f"chaos-{i:03d}" for i in range(12 if FULL else 6)]
+    guard_fake_kubelet_deletes(chaos_tier, namespace)
     ledger, stop = PodLedger(core, namespace), threading.Event()
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     op = OperatorProcess(chaos_tier, namespace)
+    load = LoadSampler()
     op.start()
     pid = op.proc.pid if op.proc else 0
     try:
@@ -106,7 +112,12 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
         stop.set()
         alive = op.alive() and op.proc is not None and op.proc.pid == pid
         op.stop()
-    verdict.scenario += f" (down {down:.0f} s, all Succeeded {recovered:.0f} s after it was back)"
+        loaded = load.stop()
+    verdict.load = loaded
+    verdict.scenario += (
+        f" (down {down:.0f} s, all Succeeded {recovered:.0f} s after it was back), "
+        f"{refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
+    )
     print(verdict.line())
     verdict.record()
     assert alive, "the operator died or was restarted during the API server restart"
@@ -114,7 +125,7 @@ def test_apiserver_restart(chaos_tier: ControlPlane, namespace: str) -> None:
     assert not verdict.problems(), verdict.problems()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     """Every connection of the operator is cut every few seconds while jobs run through
     failures and restarts; no transition is missed."""
@@ -122,6 +133,7 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     seed = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(10**6))))
     rng = random.Random(seed)
     plans = draw_plans(30 if FULL else 10, rng)
+    guard_fake_kubelet_deletes(chaos_tier, namespace)
     host, port = chaos_tier.server.removeprefix("https://").split(":")
     proxy = CuttableProxy((host, int(port)))
     kubeconfig = proxy.kubeconfig(chaos_tier.kubeconfig, chaos_tier.workdir / "proxy.kubeconfig")
@@ -129,6 +141,7 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     inject_failures(ledger, plans, stop)
     op = OperatorProcess(chaos_tier, namespace, kubeconfig=kubeconfig)
+    load = LoadSampler()
     op.start()
     cut_connections = 0
     try:
@@ -137,14 +150,25 @@ def test_watch_cuts(chaos_tier: ControlPlane, namespace: str) -> None:
             time.sleep(rng.uniform(2, 5))
             cut_connections += proxy.cut()
         verdict = check(
-            f"watch cuts (seed {seed})", core, custom, namespace, plans, ledger, timeout=240
+            f"watch cuts (seed {seed})",
+            core,
+            custom,
+            namespace,
+            plans,
+            ledger,
+            timeout=check_deadline(len(plans)),
         )
         alive = op.alive()
     finally:
         stop.set()
         op.stop()
         proxy.close()
-    verdict.scenario += f": {proxy.cuts - 1} cuts, {cut_connections} connections cut"
+        loaded = load.stop()
+    verdict.load = loaded
+    verdict.scenario += (
+        f": {proxy.cuts - 1} cuts, {cut_connections} connections cut, "
+        f"{refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
+    )
     print(verdict.line())
     verdict.record()
     assert alive, "the operator exited"

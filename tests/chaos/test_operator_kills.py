@@ -7,9 +7,12 @@ CHAOS_SCALE=full is `make test-chaos`):
 - ``stress``: kills 1-4 s apart, restarted within 1 s (full: 30 kills during 50 jobs), which is
   what lands kills between a pass's creates/deletes and its status write.
 
-At the end every job must be in its planned terminal phase with its planned restart count, no
-(job, attempt, index) may ever have had two pods, and no child may be left without a live owner
-or from a stale attempt. The seed is printed (and CHAOS_SEED replays a run).
+The end-of-run check waits for every job to end (up to `check_deadline(jobs)`, longer the more
+jobs, as a loaded machine needs), and reports a job still mid-run at the deadline apart from one
+that ended wrong; both fail. Every job must be in its planned terminal phase with its planned
+restart count, no (job, attempt, index) may ever have had two pods, and no child may be left
+without a live owner or, once its job has ended, from a stale attempt. The seed is printed (and
+CHAOS_SEED replays a run).
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from chaos_lib import (
     GROUP,
     PLURAL,
     VERSION,
+    LoadSampler,
     OperatorProcess,
     PodLedger,
     check,
+    check_deadline,
     draw_plans,
+    guard_fake_kubelet_deletes,
     inject_failures,
     job_manifest,
     kill_schedule,
+    refused_kubelet_deletes,
     say,
 )
 from kubernetes import client as k8s
@@ -76,7 +83,7 @@ def create_spread(
     return thread
 
 
-@pytest.mark.timeout(1800 if FULL else 600)
+@pytest.mark.timeout(2700 if FULL else 900)  # the kills, then check_deadline(jobs)
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str) -> None:
     jobs, kills, gap, restart_within, spread = SCHEDULES[schedule]
@@ -86,16 +93,19 @@ def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str)
     api: Any = use_kubeconfig(chaos_tier.kubeconfig)
     core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
     plans = draw_plans(jobs, rng)
+    guard_fake_kubelet_deletes(chaos_tier, namespace)
     ledger, stop = PodLedger(core, namespace), threading.Event()
     threading.Thread(target=ledger.watch, args=(stop,), daemon=True).start()
     inject_failures(ledger, plans, stop)
     op = OperatorProcess(chaos_tier, namespace)
+    load = LoadSampler()
     op.start()
     try:
         creator = create_spread(custom, namespace, sorted(plans), spread, rng)
         killer = kill_schedule(op, kills, gap, restart_within, rng, stop)
         killer.join()
         creator.join()
+        assert killer.error is None, killer.error
         verdict = check(
             f"{schedule} (seed {seed})",
             core,
@@ -103,14 +113,19 @@ def test_operator_kills(chaos_tier: ControlPlane, namespace: str, schedule: str)
             namespace,
             plans,
             ledger,
-            timeout=300 if FULL else 150,
+            timeout=check_deadline(jobs),
         )
         verdict.kills = op.kills
     finally:
         stop.set()
         op.stop()
+        loaded = load.stop()
+    verdict.load = loaded
+    verdict.scenario += (
+        f", {refused_kubelet_deletes(chaos_tier, namespace)} stale kwok deletes refused"
+    )
     print(verdict.line())
-    say(verdict.line())
+    say(verdict.line().removeprefix("[chaos] "))
     verdict.record()
     assert op.kills == kills
     assert not verdict.problems(), verdict.problems()
