@@ -55,6 +55,10 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     procs = draw(st.none() | st.integers(1, 8))
     if procs is not None:
         parallelism["procsPerNode"] = procs
+    for bound in ("minNodes", "maxNodes"):  # elastic sizes, around nodes
+        size = draw(st.none() | st.integers(1, 12))
+        if size is not None:
+            parallelism[bound] = size
     spec: dict[str, Any] = {
         "command": draw(st.sampled_from(COMMANDS)),
         "args": draw(st.sampled_from(ARGS)),
