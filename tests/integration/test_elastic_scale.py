@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from operator_fixture import (  # noqa: F401  (fixtures)
     Cluster,
     OperatorHandle,
@@ -17,6 +18,7 @@ from operator_fixture import (  # noqa: F401  (fixtures)
     trainforge_crd,
     wait_for,
 )
+from spec_strategies import RESIZE_IDS, RESIZES
 from test_operator import apply, job
 from test_recovery import all_running, uids
 from tf_controlplane import ControlPlane
@@ -108,3 +110,23 @@ def test_kubectl_scale_resizes_an_elastic_job_and_only_within_its_bounds(
     assert fixed.returncode != 0
     assert "immutable unless the job is suspended" in fixed.stderr, fixed.stderr
     assert c.job("fixed")["spec"]["parallelism"]["nodes"] == 2  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("old", "new", "allowed"), RESIZES, ids=RESIZE_IDS)
+def test_the_api_server_lets_only_an_elastic_job_resize(
+    control_plane: ControlPlane,
+    namespace: str,
+    trainforge_crd: None,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    allowed: int,
+) -> None:
+    """The transition rule on the real API server, row by row as its cel-python twin
+    (tests/unit/test_transition_rules.py); no operator runs, the update is a server dry run."""
+    assert apply(control_plane, namespace, job("edit", {"parallelism": old})).returncode == 0
+    body = json.dumps(job("edit", {"parallelism": new}))
+    proc = control_plane.kubectl("apply", "-n", namespace, "--dry-run=server", "-f", "-",
+                                 input=body)  # fmt: skip
+    assert (proc.returncode == 0) == bool(allowed), proc.stderr
+    if not allowed:
+        assert "immutable unless the job is suspended" in proc.stderr, proc.stderr

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from spec_strategies import specs
+from spec_strategies import RESIZE_IDS, RESIZES, specs
 
 from trainforge_api import rules
 from trainforge_api.trainingjob import TrainingJobSpec
@@ -80,35 +80,7 @@ def _spec(**parallelism: Any) -> TrainingJobSpec:
     return TrainingJobSpec.model_validate({"command": ["python"], "parallelism": parallelism})
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "allowed"),
-    [
-        ({"nodes": 2, "minNodes": 2, "maxNodes": 4}, {"nodes": 3, "minNodes": 2, "maxNodes": 4}, 1),
-        ({"nodes": 4, "minNodes": 1, "maxNodes": 4}, {"nodes": 1, "minNodes": 1, "maxNodes": 4}, 1),
-        # minNodes defaults to nodes: growing would raise it with nodes; stating it keeps it.
-        ({"nodes": 2, "maxNodes": 3}, {"nodes": 3, "maxNodes": 3}, 0),
-        ({"nodes": 2, "maxNodes": 3}, {"nodes": 3, "minNodes": 2, "maxNodes": 3}, 1),
-        # A fixed gang keeps its size; an elastic one keeps its bounds and other fields.
-        ({"nodes": 2}, {"nodes": 3}, 0),
-        ({"nodes": 2, "minNodes": 2, "maxNodes": 2}, {"nodes": 2, "minNodes": 1, "maxNodes": 3}, 0),
-        ({"nodes": 2, "minNodes": 1, "maxNodes": 3}, {"nodes": 2, "minNodes": 1, "maxNodes": 4}, 0),
-        (
-            {"nodes": 2, "minNodes": 1, "maxNodes": 3},
-            {"nodes": 3, "minNodes": 1, "maxNodes": 3, "procsPerNode": 2},
-            0,
-        ),
-    ],
-    ids=[
-        "grow",
-        "shrink-to-min",
-        "default-min-moves",
-        "min-stated",
-        "fixed",
-        "fixed-made-elastic",
-        "bounds-moved",
-        "procs-changed",
-    ],
-)
+@pytest.mark.parametrize(("old", "new", "allowed"), RESIZES, ids=RESIZE_IDS)
 def test_only_an_elastic_job_resizes_while_it_runs(
     old: dict[str, Any], new: dict[str, Any], allowed: int
 ) -> None:
