@@ -55,6 +55,10 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     procs = draw(st.none() | st.integers(1, 8))
     if procs is not None:
         parallelism["procsPerNode"] = procs
+    for bound in ("minNodes", "maxNodes"):  # elastic sizes, around nodes
+        size = draw(st.none() | st.integers(1, 12))
+        if size is not None:
+            parallelism[bound] = size
     spec: dict[str, Any] = {
         "command": draw(st.sampled_from(COMMANDS)),
         "args": draw(st.sampled_from(ARGS)),
@@ -79,3 +83,34 @@ def manifest(name: str, spec: dict[str, Any], namespace: str = "default") -> dic
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+# Edits of spec.parallelism on a running job, and whether the transition rule allows them
+# (tests/unit/test_transition_rules.py with cel-python, tests/integration/test_elastic_scale.py
+# on a real API server): only an elastic job resizes, and its bounds keep their values.
+RESIZES: list[tuple[dict[str, Any], dict[str, Any], int]] = [
+    ({"nodes": 2, "minNodes": 2, "maxNodes": 4}, {"nodes": 3, "minNodes": 2, "maxNodes": 4}, 1),
+    ({"nodes": 4, "minNodes": 1, "maxNodes": 4}, {"nodes": 1, "minNodes": 1, "maxNodes": 4}, 1),
+    # minNodes defaults to nodes: growing would raise it with nodes; stating it keeps it.
+    ({"nodes": 2, "maxNodes": 3}, {"nodes": 3, "maxNodes": 3}, 0),
+    ({"nodes": 2, "maxNodes": 3}, {"nodes": 3, "minNodes": 2, "maxNodes": 3}, 1),
+    # A fixed gang keeps its size; an elastic one keeps its bounds and other fields.
+    ({"nodes": 2}, {"nodes": 3}, 0),
+    ({"nodes": 2, "minNodes": 2, "maxNodes": 2}, {"nodes": 2, "minNodes": 1, "maxNodes": 3}, 0),
+    ({"nodes": 2, "minNodes": 1, "maxNodes": 3}, {"nodes": 2, "minNodes": 1, "maxNodes": 4}, 0),
+    (
+        {"nodes": 2, "minNodes": 1, "maxNodes": 3},
+        {"nodes": 3, "minNodes": 1, "maxNodes": 3, "procsPerNode": 2},
+        0,
+    ),
+]
+RESIZE_IDS = [
+    "grow",
+    "shrink-to-min",
+    "default-min-moves",
+    "min-stated",
+    "fixed",
+    "fixed-made-elastic",
+    "bounds-moved",
+    "procs-changed",
+]

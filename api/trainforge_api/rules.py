@@ -29,6 +29,8 @@ _SUSPENDED = "(self.runPolicy.suspend || oldSelf.runPolicy.suspend)"
 # `<name>-worker-<index>` is a pod hostname: a DNS-1123 label of at most 63 characters.
 _NAME_BUDGET = MAX_POD_NAME - len(WORKER_SUFFIX)
 _DNS1035 = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+_P = "self.spec.parallelism"
+_LARGEST = f"((has({_P}.maxNodes) && {_P}.maxNodes > {_P}.nodes) ? {_P}.maxNodes : {_P}.nodes)"
 
 
 # Where checkpoints and artifacts may go: an object store with a bucket, or a filesystem path
@@ -129,8 +131,13 @@ def _standalone_runs_plain_code(_: str | None, spec: TrainingJobSpec) -> bool:
     return spec.launcher != "standalone" or not runs_trainforge_module([*spec.command, *spec.args])
 
 
+def _largest(p: Parallelism) -> int:
+    """The most nodes the job may ever have: an elastic job grows up to maxNodes."""
+    return max(p.nodes, p.max_size)
+
+
 def _name_fits(name: str | None, spec: TrainingJobSpec) -> bool:
-    return name is None or len(name) + len(str(spec.parallelism.nodes - 1)) <= _NAME_BUDGET
+    return name is None or len(name) + len(str(_largest(spec.parallelism) - 1)) <= _NAME_BUDGET
 
 
 def _name_is_dns1035(name: str | None, _: TrainingJobSpec) -> bool:
@@ -293,30 +300,103 @@ METADATA_RULES: list[Rule] = [
     ),
     Rule(
         "metadata",
-        f"size(self.metadata.name) + size(string(self.spec.parallelism.nodes - 1)) "
-        f"<= {_NAME_BUDGET}",
-        "metadata.name is too long: '<name>-worker-<nodes-1>' must fit in 63 characters (at most "
-        "54 characters for up to 10 nodes); choose a shorter name",
+        f"size(self.metadata.name) + size(string({_LARGEST} - 1)) <= {_NAME_BUDGET}",
+        "metadata.name is too long: '<name>-worker-<nodes-1>' must fit in 63 characters for the "
+        "largest nodes (maxNodes on an elastic job; at most 54 characters for up to 10 nodes); "
+        "choose a shorter name",
         _name_fits,
     ),
 ]
 
 # Rules on changes (CEL transition rules, `oldSelf`): only the API server sees both versions.
-TRANSITION_RULES: list[dict[str, str]] = [
-    {
-        "rule": f"{_SUSPENDED} || (self.parallelism == oldSelf.parallelism && "
+
+
+@dataclass(frozen=True)
+class TransitionRule:
+    """A rule on an update of the spec: `cel` sees `self` and `oldSelf` (both specs); `holds` is
+    the same rule in Python, on the old and the new spec."""
+
+    cel: str
+    message: str
+    holds: Callable[[TrainingJobSpec, TrainingJobSpec], bool]
+    reason: str = "FieldValueForbidden"
+
+    def crd(self) -> dict[str, str]:
+        """The rule as an `x-kubernetes-validations` entry."""
+        return {"rule": self.cel, "message": self.message, "reason": self.reason}
+
+
+def _suspended(old: TrainingJobSpec, new: TrainingJobSpec) -> bool:
+    return old.run_policy.suspend or new.run_policy.suspend
+
+
+# What a resize may change: the desired size; the bounds stay (with their default, nodes).
+_SIZE_FIELDS = ("nodes", "min_nodes", "max_nodes")
+_FIXED_FIELDS = [f.alias or n for n, f in Parallelism.model_fields.items() if n not in _SIZE_FIELDS]
+
+
+def _bound(obj: str, field: str) -> str:
+    return f"(has({obj}.parallelism.{field}) ? {obj}.parallelism.{field} : {obj}.parallelism.nodes)"
+
+
+def _unchanged(field: str) -> str:
+    new, old = f"self.parallelism.{field}", f"oldSelf.parallelism.{field}"
+    return f"(has({new}) == has({old}) && (!has({new}) || {new} == {old}))"
+
+
+# An elastic job (minNodes < maxNodes) resizes while it runs: only nodes changes, within the
+# same bounds (the parallelism rules keep it in [minNodes, maxNodes]). Every other field of
+# parallelism (generated from the model, so a new field is covered too) stays as it was.
+_RESIZED_CEL = " && ".join(
+    [
+        f"{_bound('oldSelf', 'minNodes')} < {_bound('oldSelf', 'maxNodes')}",
+        f"{_bound('self', 'minNodes')} == {_bound('oldSelf', 'minNodes')}",
+        f"{_bound('self', 'maxNodes')} == {_bound('oldSelf', 'maxNodes')}",
+        *(_unchanged(field) for field in _FIXED_FIELDS),
+    ]
+)
+
+
+def _resized(old: Parallelism, new: Parallelism) -> bool:
+    """Only nodes changed, on an elastic job, and minNodes and maxNodes mean what they did."""
+    sizes = dict.fromkeys(_SIZE_FIELDS)
+    return (
+        old.elastic
+        and (new.min_size, new.max_size) == (old.min_size, old.max_size)
+        and old.model_copy(update=sizes) == new.model_copy(update=sizes)
+    )
+
+
+def _shape_kept(old: TrainingJobSpec, new: TrainingJobSpec) -> bool:
+    par_ok = old.parallelism == new.parallelism or _resized(old.parallelism, new.parallelism)
+    return _suspended(old, new) or (
+        par_ok and old.resources == new.resources and old.node_pool == new.node_pool
+    )
+
+
+def _program_kept(old: TrainingJobSpec, new: TrainingJobSpec) -> bool:
+    same = (old.image, old.command, old.args) == (new.image, new.command, new.args)
+    return _suspended(old, new) or same
+
+
+TRANSITION_RULES: list[TransitionRule] = [
+    TransitionRule(
+        f"{_SUSPENDED} || ((self.parallelism == oldSelf.parallelism || ({_RESIZED_CEL})) && "
         "self.resources == oldSelf.resources && self.nodePool == oldSelf.nodePool)",
-        "message": "spec.parallelism, spec.resources and spec.nodePool are immutable unless the "
-        "job is suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
-        "reason": "FieldValueForbidden",
-    },
-    {
-        "rule": f"{_SUSPENDED} || (self.image == oldSelf.image && "
+        "spec.parallelism, spec.resources and spec.nodePool are immutable unless the job is "
+        "suspended, except spec.parallelism.nodes of an elastic job (minNodes < maxNodes), which "
+        "may change within [minNodes, maxNodes] (kubectl scale) as long as minNodes and maxNodes "
+        "keep their values (set them explicitly: each defaults to nodes); else set "
+        "spec.runPolicy.suspend to true first, or create a new TrainingJob",
+        _shape_kept,
+    ),
+    TransitionRule(
+        f"{_SUSPENDED} || (self.image == oldSelf.image && "
         "self.command == oldSelf.command && self.args == oldSelf.args)",
-        "message": "spec.image, spec.command and spec.args are immutable unless the job is "
+        "spec.image, spec.command and spec.args are immutable unless the job is "
         "suspended: set spec.runPolicy.suspend to true first, or create a new TrainingJob",
-        "reason": "FieldValueForbidden",
-    },
+        _program_kept,
+    ),
 ]
 
 ALL_RULES: list[Rule] = [*METADATA_RULES, *PARALLELISM_RULES, *SPEC_RULES]
@@ -337,8 +417,9 @@ def _detail(rule: Rule, name: str | None, spec: TrainingJobSpec) -> str:
             f"{p.tensor_parallel * p.pipeline_stages})"
         )
     if rule.holds is _name_fits and name is not None:
-        limit = max_name_length(p.nodes)
-        return f" ('{name}' has {len(name)} characters; with {p.nodes} nodes at most {limit})"
+        most = _largest(p)
+        limit = max_name_length(most)
+        return f" ('{name}' has {len(name)} characters; with {most} nodes at most {limit})"
     if rule.holds in (_size_in_bounds, _fixed_unless_data):
         sizes = f"minNodes {p.min_size}, nodes {p.nodes}, maxNodes {p.max_size}"
         return f" (layout {p.layout}, {sizes})"

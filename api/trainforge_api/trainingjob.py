@@ -588,6 +588,16 @@ class TrainingJobStatus(Model):
     current_nodes: int | None = Field(
         None, description="Worker pods of the current attempt that are running now."
     )
+    desired_nodes: int | None = Field(
+        None,
+        description="spec.parallelism.nodes as the operator last acted on it: a change of nodes "
+        "(an elastic job's resize) is named by a ScaledUp or ScaledDown Event.",
+    )
+    selector: str | None = Field(
+        None,
+        description="Label selector of the job's worker pods (for the scale subresource: "
+        "kubectl scale and a HorizontalPodAutoscaler).",
+    )
     members: list[int] = Field(
         default_factory=list,
         max_length=1000,

@@ -40,7 +40,9 @@ _KEEP = {
 }
 
 PARALLELISM_RULES: list[Schema] = [r.crd() for r in rules.PARALLELISM_RULES]
-SPEC_RULES: list[Schema] = [r.crd() for r in rules.SPEC_RULES] + rules.TRANSITION_RULES
+SPEC_RULES: list[Schema] = [r.crd() for r in rules.SPEC_RULES] + [
+    r.crd() for r in rules.TRANSITION_RULES
+]
 ROOT_RULES: list[Schema] = [r.crd() for r in rules.METADATA_RULES]
 
 # Fields compared by the immutability rules get defaults so `self.x == oldSelf.x` never reads an
@@ -161,6 +163,14 @@ MESSAGE_COLUMN: Schema = {
     "priority": 1,
 }
 
+# `kubectl scale tj/<name> --replicas=N` (and a HorizontalPodAutoscaler) set the desired size; the
+# API server still runs the transition rules, so only an elastic job resizes while it runs.
+SCALE: Schema = {
+    "specReplicasPath": ".spec.parallelism.nodes",
+    "statusReplicasPath": ".status.currentNodes",
+    "labelSelectorPath": ".status.selector",
+}
+
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Layout", "type": "string", "jsonPath": ".spec.parallelism.layout"},
     {"name": "Nodes", "type": "integer", "jsonPath": ".spec.parallelism.nodes"},
@@ -196,6 +206,7 @@ def build_crd() -> Schema:
         status_schema(),
         PRINTER_COLUMNS,
         ROOT_RULES,
+        scale=SCALE,
     )
 
 
@@ -216,9 +227,11 @@ def custom_resource(
     status: Schema,
     columns: list[Schema],
     root_rules: list[Schema] | None = None,
+    scale: Schema | None = None,
 ) -> Schema:
     """A namespaced CustomResourceDefinition of the group: one served and stored version with a
-    status subresource, printer columns, and `root_rules` (CEL on the whole object) if any."""
+    status subresource (and a `scale` one if given), printer columns, and `root_rules` (CEL on
+    the whole object) if any."""
     root: Schema = {
         "type": "object",
         "description": description,
@@ -233,6 +246,9 @@ def custom_resource(
     }
     if root_rules is not None:
         root["x-kubernetes-validations"] = root_rules
+    subresources: Schema = {"status": {}}
+    if scale is not None:
+        subresources["scale"] = scale
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -256,7 +272,7 @@ def custom_resource(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": subresources,
                     "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }

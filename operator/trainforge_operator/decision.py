@@ -23,6 +23,7 @@ from trainforge_operator.policies import (
     queue,
     recovered,
     recovery,
+    scale,
     stop,
     success,
     suspend,
@@ -72,6 +73,10 @@ def _phases(observed: Observed, config: OperatorConfig) -> Pass:
     if p.status.phase == "Restarting":
         failure.recreate_gang(p, spec, current)
         return p
+    kept = scale.resize(p, spec, current)
+    if kept is None:
+        return p
+    current = kept
     recovery.track_membership(p, current)
     if recovery.elastic_done(spec, current):
         success.succeed(p, spec, current)

@@ -40,3 +40,36 @@ def test_fixed_gang_recovers_a_killed_worker_in_place(kind_cluster: KindCluster)
     assert (status["attempt"], status["inPlaceRestarts"]) == (0, 1), status
     assert status["lastFailure"]["pod"] == "fixed-inplace-worker-1", status["lastFailure"]
     assert "RecoveringInPlace" in kind_cluster.events_for("fixed-inplace")
+
+
+def test_elastic_job_grows_when_scaled_mid_training(kind_cluster: KindCluster) -> None:
+    """`kubectl scale` of a running elastic job (nodes 2, maxNodes 3): the third worker is
+    created, joins the running world, and the job finishes without any restart counted."""
+    job = recovery_job("elastic-grow", "InPlace", epochs=15, nodes=2, minNodes=2, maxNodes=3)
+    # The digits trainer splits each global batch over the ranks: it must divide by 2 and 3.
+    job["spec"]["hyperparameters"]["batch_size"] = 60
+    kind_cluster.recreate_job(job)
+    kind_cluster.wait_job(
+        "elastic-grow",
+        lambda s: s.get("phase") == "Running" and ((s.get("progress") or {}).get("step") or 0) > 0,
+        timeout=600,
+        what="train on two nodes",
+    )
+    kind_cluster.kubectl("scale", "tj/elastic-grow", "--replicas=3", check=True)
+    grown = kind_cluster.wait_job(
+        "elastic-grow",
+        lambda s: s.get("currentNodes") == 3 or s.get("phase") in ("Succeeded", "Failed"),
+        timeout=600,
+        what="grow to three running workers",
+    )
+    assert grown.get("currentNodes") == 3, json.dumps(grown)[:3000]
+    status = kind_cluster.wait_job("elastic-grow")
+    print(f"grown to 3 at step {(grown.get('progress') or {}).get('step')}; {status['message']}")
+    assert status["phase"] == "Succeeded", json.dumps(status)[:3000]
+    assert (status["attempt"], status["restarts"]) == (0, 0), status
+    joined = [m for m in status["membershipChanges"] if m["change"] == "Joined"]
+    assert [m["pod"] for m in joined] == ["elastic-grow-worker-2"], status["membershipChanges"]
+    events = kind_cluster.events_for("elastic-grow")
+    assert "ScaledUp" in events, events
+    assert "WorkerJoined" in events, events
+    assert "Restarting" not in events, events

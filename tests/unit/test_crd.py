@@ -101,7 +101,14 @@ def test_names_columns_and_status_subresource(crd: dict[str, Any]) -> None:
     assert names["shortNames"] == ["tj"]
     assert "trainforge" in names["categories"]
     version = crd["spec"]["versions"][0]
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {  # kubectl scale and a HorizontalPodAutoscaler resize an elastic job
+            "specReplicasPath": ".spec.parallelism.nodes",
+            "statusReplicasPath": ".status.currentNodes",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     for wanted in ("Layout", "Nodes", "GPUs", "Phase", "Step", "Loss", "Restarts", "ETA", "Age"):
         assert wanted in columns

@@ -148,14 +148,22 @@ class Node:
 
 
 def check_gang(ctx: dict[str, Any], node: Node) -> None:
-    """The env must describe the same gang as the context, or the ranks would never meet."""
+    """The env must describe the same gang as the context, or the ranks would never meet. The
+    context's nodes of an elastic job is its desired size, which may change under a running pod
+    (the operator then recreates this launcher's fixed world at the new size): NNODES only has
+    to lie within [minNodes, maxNodes] there."""
     par = ctx.get("parallelism") or {}
-    said = (par.get("nodes", node.nnodes), par.get("procsPerNode", node.nproc_per_node))
-    if said != (node.nnodes, node.nproc_per_node):
+    nodes = int(par.get("nodes", node.nnodes))
+    low, high = int(par.get("minNodes") or nodes), int(par.get("maxNodes") or nodes)
+    procs = par.get("procsPerNode", node.nproc_per_node)
+    elastic = low < high
+    fits = low <= node.nnodes <= high if elastic else node.nnodes == nodes
+    if not fits or procs != node.nproc_per_node:
+        said = f"minNodes={low} maxNodes={high}" if elastic else f"nodes={nodes}"
         raise LaunchError(
             INVALID_CONTEXT,
             f"env says NNODES={node.nnodes} NPROC_PER_NODE={node.nproc_per_node} but the "
-            f"context says nodes={said[0]} procsPerNode={said[1]}: recreate the job so both "
+            f"context says {said} procsPerNode={procs}: recreate the job so both "
             "come from the same spec",
         )
 

@@ -117,15 +117,26 @@ class NodeEnv:
         return range(first, first + self.nproc_per_node)
 
     def check(self, ctx: JobContext) -> None:
-        """The env must describe the same gang as the context, or ranks would never meet."""
+        """The env must describe the same gang as the context, or ranks would never meet. An
+        elastic job resizes under running pods (the context's `nodes` is the desired size, and
+        a pod's env says the size when it was created): there NNODES only has to lie within
+        [minNodes, maxNodes] and NODE_RANK below maxNodes; the rendezvous sets the world."""
         par = ctx.parallelism
-        if (self.nnodes, self.nproc_per_node) != (par.nodes, par.procs_per_node):
+        if par.elastic:
+            nodes_ok = par.min_size <= self.nnodes <= par.max_size
+            said = f"minNodes={par.min_size} maxNodes={par.max_size}"
+            ranks = par.max_size
+        else:
+            nodes_ok = self.nnodes == par.nodes
+            said = f"nodes={par.nodes}"
+            ranks = self.nnodes
+        if not nodes_ok or self.nproc_per_node != par.procs_per_node:
             raise InvalidContextError(
                 f"env says NNODES={self.nnodes} NPROC_PER_NODE={self.nproc_per_node} but the "
-                f"context says nodes={par.nodes} procsPerNode={par.procs_per_node}: "
+                f"context says {said} procsPerNode={par.procs_per_node}: "
                 "recreate the job so both come from the same spec"
             )
-        if not 0 <= self.node_rank < self.nnodes:
+        if not 0 <= self.node_rank < ranks:
             raise InvalidContextError(
-                f"NODE_RANK={self.node_rank} is outside [0, {self.nnodes}): check the pod env"
+                f"NODE_RANK={self.node_rank} is outside [0, {ranks}): check the pod env"
             )

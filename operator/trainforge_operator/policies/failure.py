@@ -229,11 +229,14 @@ def _awaiting_culprit(
 
 
 def _lost_member(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool:
-    """A running gang that lost a pod (deleted, node gone) restarts as a whole."""
+    """A running gang that lost a pod (deleted, node gone) restarts as a whole. Only a member
+    is lost: an index that never ran (an elastic gang grew) is simply created."""
     if p.old.phase != "Running":
         return False
     present = {pods.index(pod) for pod in current}
     missing = [i for i in range(spec.parallelism.nodes) if i not in present]
+    if p.old.members:  # empty only in a status written before membership was tracked
+        missing = [i for i in missing if i in p.old.members]
     if not missing:
         return False
     lost = vanished(p, worker_name(p.job.name, missing[0]))

@@ -82,7 +82,8 @@ def recover_in_place(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> bool
     running_before = p.old.phase == "Running"
     present = {pods.index(pod) for pod in current}
     missing = [i for i in range(spec.parallelism.nodes) if i not in present]
-    if not failed and not (missing and running_before):
+    # Only a member that left is lost: an index never run (the gang grew) is simply created.
+    if not failed and not (running_before and set(missing) & set(p.old.members)):
         return False
     if any(pods.index(pod) == 0 for pod, _ in failed) or (running_before and 0 in missing):
         return False  # node 0 hosts the rendezvous: only a new gang can continue

@@ -88,6 +88,7 @@ class Want:
     delete_job: bool | None = None
     failed: str | None = None  # the failure reason counted in the metrics
     restarted: bool | None = None
+    restart_kind: str | None = None  # what trainforge_restarts_total{kind} counts
     time_to_running: float | None = None
     status: Obj | None = None  # fields of the status as stored (camelCase), recursively
 
@@ -122,6 +123,7 @@ def outcome(plan: Plan, want: Want) -> Obj:
         "delete_job": plan.delete_job,
         "failed": plan.failed_reason,
         "restarted": plan.restarted,
+        "restart_kind": plan.restart_kind,
         "time_to_running": plan.time_to_running,
         "status": status_dict(plan.status),
     }

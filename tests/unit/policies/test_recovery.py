@@ -12,6 +12,7 @@ from .table import Seen, Want, at, outcome, row, worker
 THREE = {"parallelism": {"nodes": 3}}
 ELASTIC = {"parallelism": {"nodes": 3, "minNodes": 2}}
 TRAINING = {"phase": "Running", "members": [0, 1, 2], "runningTime": "2026-01-01T12:00:01Z"}
+CREATED = [{"type": "Created", "status": "True", "reason": "ChildrenCreated"}]
 ALL_RUN = [make_pod(0), make_pod(1), make_pod(2)]
 LEFT_1 = {"time": at(0), "change": "Left", "pod": worker(1), "nodes": 2}
 JOINED_1 = {"time": at(0), "change": "Joined", "pod": worker(1), "nodes": 3}
@@ -26,7 +27,8 @@ CASES = [
                      "members": [0, 2], "lastFailure": {"pod": worker(1), "exitCode": 137},
                      "membershipChanges": [LEFT_1]})),
     row("the failed pod is gone: it is created again in the same attempt, not counted twice",
-        Seen(THREE, {**TRAINING, "members": [0, 2], "restarts": 1}, [make_pod(0), make_pod(2)]),
+        Seen(THREE, {**TRAINING, "members": [0, 2], "restarts": 1, "conditions": CREATED},
+             [make_pod(0), make_pod(2)]),
         Want(phase="Running", created=[worker(1)], deleted=[], events=[],
              status={"restarts": 1, "attempt": 0})),
     row("while it starts the gang stays Running and names who it waits for",
