@@ -173,7 +173,18 @@ SCALE: Schema = {
 
 PRINTER_COLUMNS: list[Schema] = [
     {"name": "Layout", "type": "string", "jsonPath": ".spec.parallelism.layout"},
-    {"name": "Nodes", "type": "integer", "jsonPath": ".spec.parallelism.nodes"},
+    {
+        "name": "Nodes",
+        "type": "integer",
+        "jsonPath": ".spec.parallelism.nodes",
+        "description": "Worker nodes asked for (an elastic job's desired size)",
+    },
+    {
+        "name": "Up",
+        "type": "integer",
+        "jsonPath": ".status.currentNodes",
+        "description": "Worker nodes running now (an elastic world trains with fewer)",
+    },
     {
         "name": "GPUs",
         "type": "integer",
