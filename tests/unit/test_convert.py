@@ -140,14 +140,30 @@ def test_every_unmappable_field_is_named() -> None:
     assert "containers[1].ports[0]" not in text  # Kubeflow's own port is simply dropped
 
 
-def test_elastic_fields_warn_and_restart_never_means_no_restarts() -> None:
+def test_elastic_bounds_map_and_restart_never_means_no_restarts() -> None:
     job, warnings = convert(load("elastic-workers"))
-    assert job["spec"]["parallelism"] == {"nodes": 2, "procsPerNode": 1}
+    assert job["spec"]["parallelism"] == {
+        "nodes": 2,
+        "procsPerNode": 1,
+        "minNodes": 2,
+        "maxNodes": 4,
+    }
     assert job["spec"]["runPolicy"] == {"maxRestarts": 0, "cleanPodPolicy": "None"}
     named = {w.split(":")[0] for w in warnings}
-    for key in ("minReplicas", "maxReplicas", "rdzvBackend", "rdzvPort", "maxRestarts"):
+    for key in ("rdzvBackend", "rdzvPort", "maxRestarts"):
         assert f"spec.elasticPolicy.{key}" in named
+    assert not named & {"spec.elasticPolicy.minReplicas", "spec.elasticPolicy.maxReplicas"}
     assert "spec.runPolicy.managedBy" in named
+
+
+def test_elastic_bounds_that_do_not_hold_the_gang_keep_it_fixed() -> None:
+    pytorchjob = load("elastic-workers")
+    pytorchjob["spec"]["elasticPolicy"].update(minReplicas=3, maxReplicas=4)  # 2 replicas < 3
+    job, warnings = convert(pytorchjob)
+    assert job["spec"]["parallelism"] == {"nodes": 2, "procsPerNode": 1}
+    assert any(
+        w.startswith("spec.elasticPolicy.minReplicas:") and "fixed size" in w for w in warnings
+    ), warnings
 
 
 @pytest.mark.parametrize(

@@ -472,18 +472,39 @@ def _scheduling(policy: Obj, conv: _Conversion) -> None:
 
 
 def _elastic(policy: Obj, conv: _Conversion) -> None:
-    """trainforge runs a fixed gang with its own static rendezvous: elastic fields do not map."""
+    """minReplicas/maxReplicas become parallelism.minNodes/maxNodes (an elastic data-parallel
+    world, resized with `kubectl scale`); the rendezvous fields do not map: trainforge runs its
+    own c10d rendezvous on node 0."""
     reasons = {
-        "minReplicas": "the gang has a fixed size (spec.parallelism.nodes)",
-        "maxReplicas": "the gang has a fixed size (spec.parallelism.nodes)",
-        "metrics": "no autoscaling; the gang has a fixed size",
-        "maxRestarts": "trainforge restarts the whole gang, see spec.runPolicy.maxRestarts",
+        "metrics": "no built-in autoscaling: point an HPA at the TrainingJob's scale subresource, "
+        "or resize it with `kubectl scale tj/<name> --replicas=N`",
+        "maxRestarts": "see spec.runPolicy.maxRestarts (each pod's agent restarts in place)",
     }
+    _elastic_sizes(policy, conv)
     for key in sorted(policy):
-        if key == "nProcPerNode":
+        if key in ("nProcPerNode", "minReplicas", "maxReplicas"):
             continue
-        why = reasons.get(key, "trainforge runs its own rendezvous (worker 0, port 29500)")
+        why = reasons.get(key, "trainforge runs its own c10d rendezvous (node 0, port 29500)")
         conv.warn(f"spec.elasticPolicy.{key}", f"not converted; {why}")
+
+
+def _elastic_sizes(policy: Obj, conv: _Conversion) -> None:
+    """The elastic bounds, when they hold the converted nodes; else a warning and a fixed gang."""
+    par = conv.spec.setdefault("parallelism", {})
+    nodes = int(par.get("nodes", 1))
+    low, high = policy.get("minReplicas"), policy.get("maxReplicas")
+    if low is None and high is None:
+        return
+    lo = int(low) if low is not None else nodes
+    hi = int(high) if high is not None else nodes
+    if not 1 <= lo <= nodes <= hi or par.get("layout", "data") != "data":
+        conv.warn(
+            "spec.elasticPolicy.minReplicas",
+            f"not converted; minNodes {lo} <= nodes {nodes} <= maxNodes {hi} does not hold "
+            "(or the layout is not data), so the gang keeps a fixed size",
+        )
+        return
+    par["minNodes"], par["maxNodes"] = lo, hi
 
 
 def _metadata(job: Obj, conv: _Conversion) -> Obj:
