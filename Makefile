@@ -29,19 +29,28 @@ verify: crds ## regenerate generated files and fail on any drift
 	@git diff --exit-code -- crds charts docs/api-reference.md || { echo "generated files drifted: run 'make crds' and commit the result" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- crds charts docs/api-reference.md)" || { git status --porcelain -- crds charts docs/api-reference.md; echo "untracked generated files: run 'make crds' and commit" >&2; exit 1; }
 
+# pytest-xdist (make test's budget, bench/results/README.md "make test speed-up"): the unit tier
+# is CPU-bound and single-threaded, so 2 workers use both cores; the control-plane tier mostly
+# waits on the operator, so 2 workers (a control plane each, a file stays on its worker) overlap
+# the waits. UNIT_XDIST= INTEGRATION_XDIST= run them in one process. CPU_REPORT lists the tests
+# that cost the most CPU-seconds (tests/cpu_report.py), so a CI log says where the time went.
+UNIT_XDIST ?= -n 2
+INTEGRATION_XDIST ?= -n 2 --dist loadfile
+CPU_REPORT ?= --cpu-durations=10
+
 test-unit: venv ## unit tests of pure logic (builders, policies, status)
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q $(UNIT_XDIST) $(CPU_REPORT)
 
 test-runtime: venv ## real multi-process torch.distributed (gloo, CPU) for every layout
 	hack/build-minio.sh >/dev/null
-	$(PY) -m pytest tests/runtime -q
+	$(PY) -m pytest tests/runtime -q $(CPU_REPORT)
 
 test-gpu: venv ## GPU-only tests (-m gpu; deselected everywhere else); fails without a CUDA GPU
 	@$(PY) -c "import sys, torch; torch.cuda.is_available() or sys.exit('test-gpu needs a CUDA GPU: torch.cuda.is_available() is False on this machine')"
 	$(PY) -m pytest tests -q -m gpu
 
 test-integration: venv ## operator against a real control plane with kwok GPU nodes
-	$(PY) -m pytest tests/integration -q
+	$(PY) -m pytest tests/integration -q $(INTEGRATION_XDIST) $(CPU_REPORT)
 
 test-e2e: venv ## kind cluster, helm-installed operator, MinIO, Prometheus, real DDP
 	$(PY) -m pytest tests/e2e -q

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["cpu_report"]  # --cpu-durations=N (tests/cpu_report.py)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

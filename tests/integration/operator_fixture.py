@@ -156,7 +156,7 @@ def trainforge_crd(control_plane: ControlPlane) -> None:
     """The generated CRD, installed once and Established."""
     control_plane.kubectl("apply", "-f", str(CRD_FILE), "-f", str(SCHEDULE_CRD_FILE), check=True)
     control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
+        "wait", "--for=condition=Established", "--timeout=120s",
         "crd/trainingjobs.trainforge.io", "crd/trainingschedules.trainforge.io", check=True,
     )  # fmt: skip
 

@@ -39,7 +39,7 @@ def sweep_crd(control_plane: ControlPlane, trainforge_crd: None) -> None:
     proc = control_plane.kubectl("apply", "-f", str(SWEEP_CRD))
     assert proc.returncode == 0, proc.stderr
     control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s",
+        "wait", "--for=condition=Established", "--timeout=120s",
         "crd/trainingsweeps.trainforge.io", check=True,
     )  # fmt: skip
 

@@ -340,7 +340,7 @@ class ControlPlane:
         )
         if proc.returncode != 0:
             raise TierError(f"installing Kueue's CRDs failed: {proc.stderr.strip()}")
-        self.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+        self.kubectl("wait", "--for=condition=Established", "--timeout=120s",
                      *(f"crd/{n}" for n in names), check=True)  # fmt: skip
         self.kubectl("create", "namespace", "kueue-system", check=False)
         files = write_kueue_files(self.workdir / "kueue", self.workdir / "pki")

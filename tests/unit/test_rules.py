@@ -28,15 +28,27 @@ _CEL = celpy.Environment()
 _PROGRAMS = {rule.cel: _CEL.program(_CEL.compile(rule.cel)) for rule in rules.ALL_RULES}
 
 
+def cel_scopes(name: str, spec: TrainingJobSpec) -> dict[str, Any]:
+    """`self` for each rule scope, as the API server sees the object (defaults applied).
+
+    Built once per spec, not once per rule: the JSON-to-CEL conversion was a fifth of this
+    file's CPU time."""
+    body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return {
+        "spec": celpy.json_to_cel(body),
+        "parallelism": celpy.json_to_cel(body["parallelism"]),
+        "metadata": celpy.json_to_cel({"metadata": {"name": name}, "spec": body}),
+    }
+
+
 def cel_holds(rule: rules.Rule, name: str, spec: TrainingJobSpec) -> bool:
     """Evaluate the rule's CEL on the object as the API server sees it (defaults applied)."""
-    body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    scope = {
-        "spec": body,
-        "parallelism": body["parallelism"],
-        "metadata": {"metadata": {"name": name}, "spec": body},
-    }[rule.scope]
-    return bool(_PROGRAMS[rule.cel].evaluate({"self": celpy.json_to_cel(scope)}))
+    return cel_holds_in(rule, cel_scopes(name, spec))
+
+
+def cel_holds_in(rule: rules.Rule, scopes: dict[str, Any]) -> bool:
+    """Evaluate the rule's CEL on its scope from `cel_scopes`."""
+    return bool(_PROGRAMS[rule.cel].evaluate({"self": scopes[rule.scope]}))
 
 
 @settings(max_examples=1000, deadline=None)
@@ -65,8 +77,9 @@ def test_accepted_specs_run_and_rejected_ones_name_the_field(
 @given(name=names, spec=specs())
 def test_every_rule_and_its_cel_twin_agree(name: str, spec: dict[str, Any]) -> None:
     parsed = TrainingJobSpec.model_validate(spec)
+    scopes = cel_scopes(name, parsed)
     for rule in rules.ALL_RULES:
-        assert rule.holds(name, parsed) == cel_holds(rule, name, parsed), rule.cel
+        assert rule.holds(name, parsed) == cel_holds_in(rule, scopes), rule.cel
 
 
 @pytest.mark.parametrize(
