@@ -70,7 +70,7 @@ dashboards: venv ## render the Grafana dashboards to docs/dashboards/*.png
 	$(PY) hack/render_dashboards.py
 
 # prefetch first: on a cold machine the Go and image builds then overlap the Python tiers.
-test: prefetch lint verify test-unit lint-chart test-runtime test-integration test-dashboards test-e2e ## every test tier
+test: prefetch lint verify test-unit lint-chart test-runtime test-integration test-chaos-small test-dashboards test-e2e ## every test tier
 
 demo: venv ## the main job end to end on a local kind cluster
 	hack/build-tools.sh   # the Go tools and the node image, two lanes at a time (seconds when built)
