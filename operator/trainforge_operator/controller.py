@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from trainforge_api.context import InvalidSpecError
 from trainforge_operator import decision, keyloops, kube, kueue, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
-from trainforge_operator.cache import JobCache
+from trainforge_operator.cache import TRUST_SECONDS, JobCache
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
 from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, Obj
@@ -226,7 +226,7 @@ class Controller:
     async def observe(self, key: Key, loop: _Loop) -> Observed | None:
         """The job and its children as decide() needs them; None when the job is gone."""
         namespace, name = key
-        body = loop.cache.current_body(self.config.resync_seconds)
+        body = loop.cache.current_body(self._trust_seconds())
         if body is None:
             body = await self._call(self.api.get_job, namespace, name)
             loop.cache.remember(body)
@@ -258,6 +258,10 @@ class Controller:
             departed=departed,
             queue=queue_view,
         )
+
+    def _trust_seconds(self) -> float:
+        """How long the cached body and children stand in for reads (cache.py says why)."""
+        return max(self.config.resync_seconds, TRUST_SECONDS)
 
     async def _queue_view(self, body: Obj) -> QueueView | None:
         """Kueue's objects for a job it admits (policies/queue.py): the Workload; the LocalQueue
@@ -295,9 +299,9 @@ class Controller:
 
     async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
         """Service exists? ConfigMap exists, and its data? Read only when the cache does not
-        know them (a spec change, or resync_seconds passed)."""
+        know them (a spec change, or `cache.TRUST_SECONDS` passed)."""
         meta = body["metadata"]
-        if loop.cache.children_known(meta, self.config.resync_seconds):
+        if loop.cache.children_known(meta, self._trust_seconds()):
             return True, True, None
         namespace, name = meta["namespace"], meta["name"]
         has_svc, cm_data = await asyncio.gather(

@@ -38,7 +38,7 @@ def test_a_late_event_from_before_our_write_never_stands_in_for_it() -> None:
     cache = JobCache()
     cache.watched("5", body("5"))
     cache.wrote(body("7"))
-    assert cache.current_body(max_age=10) is None  # the watch still reports 5: read it
+    assert cache.current_body(max_age=10) == body("7")  # nothing since our write: ours is newest
     assert cache.watched("6", body("6")) is True  # late: older than our write
     assert cache.current_body(max_age=10) is None  # not the stale 6: a GET instead
     cache.watched("7", body("7"))  # our echo
@@ -62,3 +62,14 @@ def test_children_are_known_for_one_uid_and_generation(
     assert not cache.children_known({"uid": "u1", "generation": 1}, 10)
     cache.saw_children({"uid": "u1", "generation": 1})
     assert cache.children_known(meta, max_age) is known
+
+
+def test_our_write_stands_in_only_until_its_echo() -> None:
+    """Before the echo, our stored body is the newest; after it, only what the watch says is."""
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    assert cache.current_body(max_age=10) == body("7")
+    cache.watched("7", body("7"))  # the echo
+    cache.watched("8", None)  # a newer version announced without its body
+    assert cache.current_body(max_age=10) is None
