@@ -293,6 +293,12 @@ def create_burst(
         list(pool.map(create, range(jobs)))
 
 
+def operator_passes(metrics_port: int) -> float | None:
+    """trainforge's reconcile passes so far (its /metrics): with CPU per job, the cost of one."""
+    count = cpb.scrape_operator(metrics_port).get("reconcile_duration_seconds_count")
+    return float(count) if count is not None else None
+
+
 def quiet(message: str) -> None:
     """Drop a progress line."""
 
@@ -308,6 +314,7 @@ def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[
         api = cpb.use_kubeconfig(cp.kubeconfig)
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
         cpb.prepare(cp, core, args.nodes, args.gpus)
+        metrics_port = 0
         if name.startswith("kubeflow"):
             assert kubeflow is not None
             prepare_kubeflow(cp, kubeflow / "crds" / "kubeflow.org_pytorchjobs.yaml")
@@ -315,7 +322,7 @@ def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[
                 cp, kubeflow / "bin" / "training-operator", tuned=name == "kubeflow-tuned"
             )
         else:
-            proc, _, _ = cpb.start_operator(cp, floor=name == "floor")
+            proc, metrics_port, _ = cpb.start_operator(cp, floor=name == "floor")
         stats = cpb.ProcStats(proc.pid)
         stats.sample()
         cpu0 = stats.cpu_s
@@ -343,6 +350,7 @@ def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[
             time.sleep(args.settle)
             stats.sample()
             requests1 = request_counts(cp)
+            passes = operator_passes(metrics_port) if name == "trainforge" else None
         finally:
             stop.set()
             cpb.stop_operator(proc)
@@ -366,6 +374,7 @@ def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[
         "cpu_ms_per_job": round(1000 * (stats.cpu_s - cpu0) / args.jobs, 2),
         "peak_rss_mb": round(stats.peak_rss_mb, 1),
         "api_requests_per_job": per_job,
+        "passes_per_job": round(passes / args.jobs, 2) if passes is not None else None,
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
