@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
+import orjson
 import urllib3
 
 from trainforge_api.base import GROUP, VERSION
@@ -43,7 +44,7 @@ RETRYABLE = (408, 409, 429)
 
 def read_json(resp: Any) -> Obj:
     """Parse a response body (read in full, so its connection is back in the pool)."""
-    data = json.loads(resp.data or b"{}")
+    data = orjson.loads(resp.data or b"{}")
     return data if isinstance(data, dict) else {}
 
 

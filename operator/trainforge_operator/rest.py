@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -27,6 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import kopf
+import orjson
 import urllib3
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
@@ -145,7 +145,7 @@ class Rest:
         headers = dict(self._headers())
         data = None
         if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode()
+            data = dumps(body)
             headers["Content-Type"] = content_type
         resp = self.http.request(
             method,
@@ -163,8 +163,14 @@ class Rest:
 
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """A request whose answer is a JSON object (an empty dict for any other answer)."""
-        data = json.loads(self.request(method, path, **kwargs).data or b"{}")
+        data = orjson.loads(self.request(method, path, **kwargs).data or b"{}")
         return data if isinstance(data, dict) else {}
+
+
+def dumps(body: Any) -> bytes:
+    """Compact JSON of a request body. orjson, like `loads` of every answer and watch event here:
+    JSON was about a tenth of the operator's CPU in a burst with the standard library's."""
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 def iter_lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
@@ -251,7 +257,7 @@ class ListWatch:
                 self._stop.wait(1.0)
 
     def _relist(self, namespace: str) -> str:
-        listing = json.loads(self._request(namespace).data or b"{}")
+        listing = orjson.loads(self._request(namespace).data or b"{}")
         items = [o for o in listing.get("items") or [] if isinstance(o, dict)]
         self._listed(namespace, items)
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
@@ -271,7 +277,7 @@ class ListWatch:
             for line in iter_lines(resp):
                 if self._stop.is_set():
                     return
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":  # e.g. 410 Gone: the version is too old, list again
                     raise RuntimeError(f"watch error: {obj.get('message') or obj}")
