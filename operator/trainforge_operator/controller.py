@@ -357,9 +357,16 @@ class Controller:
             log.info("%s Workload %s", "created" if new_wl else "exists",
                      plan.workload_create["metadata"]["name"])  # fmt: skip
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
-        for obj, new in zip(plan.create, created, strict=True):
+        if plan.create:  # one line per pass, not per child: logging is not free in a burst
+            made = [f"{o['kind']}/{o['metadata']['name']}" for o in plan.create]
+            fresh = [m for m, new in zip(made, created, strict=True) if new]
+            known = [m for m, new in zip(made, created, strict=True) if not new]
             log.info(
-                "%s %s/%s", "created" if new else "exists", obj["kind"], obj["metadata"]["name"]
+                "%s/%s: created %s%s",
+                meta["namespace"],
+                meta["name"],
+                ", ".join(fresh) or "nothing",
+                f"; already existed: {', '.join(known)}" if known else "",
             )
         await asyncio.gather(*(self._call(self.api.update_configmap, o) for o in plan.update))
         for obj in plan.update:
