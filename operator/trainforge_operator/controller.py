@@ -240,13 +240,20 @@ class Controller:
             has_svc, has_cm, cm_data = False, False, None
         else:
             uid = body["metadata"].get("uid", "")
-            found, (has_svc, has_cm, cm_data) = await asyncio.gather(
-                self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
-            )
+            cached = self.api.cached_pods(namespace, name, uid)
+            if cached is not None:  # the pod informer answers from memory: no thread hop
+                found = cached
+                has_svc, has_cm, cm_data = await self._children(loop, body)
+            else:
+                found, (has_svc, has_cm, cm_data) = await asyncio.gather(
+                    self._call(self.api.list_pods, namespace, name, uid),
+                    self._children(loop, body),
+                )
         departed = self.api.departed_pods(namespace, name, body["metadata"].get("uid", ""))
-        progress, queue_view = await asyncio.gather(
-            self._maybe_progress(body, found, loop), self._queue_view(body)
-        )
+        # One after the other: each is usually an answer from memory, and gather() would wrap
+        # both in Tasks on every pass.
+        progress = await self._maybe_progress(body, found, loop)
+        queue_view = await self._queue_view(body)
         return Observed(
             body=body,
             pods=found,

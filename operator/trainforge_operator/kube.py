@@ -125,11 +125,16 @@ class KubeApi:
         informer = self.pod_informer
         return informer.departed(namespace, job, uid) if informer is not None else []
 
+    def cached_pods(self, namespace: str, job: str, uid: str) -> list[Obj] | None:
+        """This job object's pods from the pod informer's memory; None until it has listed the
+        namespace (or without an informer)."""
+        informer = self.pod_informer
+        return informer.pods(namespace, job, uid) if informer is not None else None
+
     def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object (the uid label excludes a deleted namesake's pods): from the
         pod informer once it has listed the namespace, else from the API server."""
-        informer = self.pod_informer
-        cached = informer.pods(namespace, job, uid) if informer is not None else None
+        cached = self.cached_pods(namespace, job, uid)
         if cached is not None:
             return cached
         query = {"labelSelector": job_pods_selector(job, uid)}
