@@ -198,13 +198,14 @@ def start_kubeflow(
     raise tier.TierError(f"kubeflow's /readyz never answered within 90s; see {log_path}")
 
 
-def pytorchjob_manifest(name: str) -> dict[str, Any]:
-    """The Kubeflow twin of ``control_plane.job_manifest``: 1 Master + 1 Worker, same pods."""
+def pytorchjob_manifest(name: str, workers: int = 2) -> dict[str, Any]:
+    """The Kubeflow twin of ``control_plane.job_manifest``: 1 Master + `workers` - 1 Workers,
+    the same pods."""
     pool = cpb.tier_operator_config(cpb.NAMESPACE).node_pools["gpu"]
 
-    def replica() -> dict[str, Any]:
+    def replica(replicas: int = 1) -> dict[str, Any]:
         return {
-            "replicas": 1,
+            "replicas": replicas,
             "restartPolicy": "OnFailure",
             "template": {
                 "spec": {
@@ -229,7 +230,7 @@ def pytorchjob_manifest(name: str) -> dict[str, Any]:
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {"name": name, "namespace": cpb.NAMESPACE},
-        "spec": {"pytorchReplicaSpecs": {"Master": replica(), "Worker": replica()}},
+        "spec": {"pytorchReplicaSpecs": {"Master": replica(), "Worker": replica(workers - 1)}},
     }
 
 
@@ -247,7 +248,10 @@ class Contender:
 def contender(name: str, workers: int) -> Contender:
     if name.startswith("kubeflow"):
         return Contender(
-            name, KUBEFLOW_LABEL, ("kubeflow.org", "v1", "pytorchjobs"), pytorchjob_manifest
+            name,
+            KUBEFLOW_LABEL,
+            ("kubeflow.org", "v1", "pytorchjobs"),
+            lambda n: pytorchjob_manifest(n, workers),
         )
     return Contender(
         name,
@@ -471,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=2,
-        help="trainforge/floor only; Kubeflow jobs are 1 Master + 1 Worker",
+        help="pods per job (Kubeflow: 1 Master + workers - 1 Workers)",
     )
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--settle", type=float, default=5)
