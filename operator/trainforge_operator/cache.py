@@ -26,7 +26,7 @@ Pods change on their own (kubelet, scheduler, evictions), so they are not cached
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
@@ -39,17 +39,26 @@ class JobCache:
     body_at: float = 0.0  # ... and when (monotonic)
     own_version: str = ""  # resourceVersion produced by our last status write
     own_echoed: bool = True  # the watch has delivered that version (events after it are newer)
+    own_pending: set[str] = field(default_factory=set)  # our writes not echoed yet
     seen_version: str = ""  # resourceVersion of the latest watch event for this job
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
 
     def watched(self, version: str | None, body: Obj | None) -> bool:
-        """Note a watch event of the job; False when it is only the echo of our own write."""
+        """Note a watch event of the job; False when it is only the echo of our own write.
+
+        Two passes can write before the first write's echo arrives; that echo is then older
+        than our body but no news either (it was ours), so it neither wakes a pass nor drops
+        the body (which cost a GET and a pass per such pair in the bench)."""
         if version:
             self.seen_version = version
+        if version and version in self.own_pending and version != self.own_version:
+            self.own_pending.discard(version)  # an earlier write of ours, already written over
+            return False
         echo = bool(version) and version == self.own_version
         if echo:
             self.own_echoed = True
+            self.own_pending.clear()
         elif body is not None:
             # Before the echo of our own write arrives, an event may be an older version that
             # the watch delivers late (a slow or cut stream): it must not stand in for what we
@@ -65,6 +74,8 @@ class JobCache:
         """Our status write returned `stored`; the watch will echo its resourceVersion."""
         self.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
         self.own_echoed = not self.own_version
+        if self.own_version:
+            self.own_pending.add(self.own_version)
         self.remember(stored)
 
     def current_body(self, max_age: float) -> Obj | None:

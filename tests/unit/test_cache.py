@@ -73,3 +73,27 @@ def test_our_write_stands_in_only_until_its_echo() -> None:
     cache.watched("7", body("7"))  # the echo
     cache.watched("8", None)  # a newer version announced without its body
     assert cache.current_body(max_age=10) is None
+
+
+def test_the_echo_of_an_earlier_write_of_ours_is_no_news_and_keeps_our_body() -> None:
+    """Two passes wrote (7, then 8) before the first echo arrived: the echo of 7 is older than
+    our body, but it was ours; only an event that is not ours drops the body."""
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    cache.wrote(body("8"))
+    assert cache.watched("7", body("7")) is False
+    assert cache.current_body(max_age=10) == body("8")
+    assert cache.watched("8", body("8")) is False
+    assert cache.current_body(max_age=10) == body("8")
+    assert cache.watched("9", body("9")) is True
+    assert cache.current_body(max_age=10) == body("9")
+
+
+def test_an_event_between_two_of_our_writes_still_drops_the_body() -> None:
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    cache.wrote(body("9"))
+    assert cache.watched("8", body("8")) is True  # someone else's write, before our 9's echo
+    assert cache.current_body(max_age=10) is None
