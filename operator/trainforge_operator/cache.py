@@ -5,10 +5,19 @@ pass of hundreds of jobs was most of the operator's API traffic, and in a burst 
 new gangs (the control-plane bench). So:
 
 - the job: the watch delivers every change of it, so the body from the latest watch event, or
-  from our own status write, stands in for a GET while it is the latest version the watch
-  reported and younger than resync_seconds;
+  from our own status write until its echo arrives, stands in for a GET while it is the latest
+  version the watch reported and younger than `TRUST_SECONDS`;
 - the children: once a pass created or saw the Service and an up-to-date ConfigMap for this job
-  uid and generation, they are taken to exist until the spec changes or resync_seconds pass.
+  uid and generation, they are taken to exist until the spec changes or `TRUST_SECONDS` pass.
+
+Both used to expire after resync_seconds (10 s). A burst of 200 jobs lasts minutes on a loaded
+machine, so every pass after the first 10 s paid a GET of the job, the Service and the
+ConfigMap (2.6, 1.7 and 1.7 per job in the bench; Kubeflow, reading informer caches, none).
+kopf resumes a cut job watch from its last resourceVersion and lists again after a 410, so a
+live watch misses no change of the job; the timer is only a backstop against a watch that hangs
+silently, which the watch's own client timeout (about 300 s, handlers.configure) also ends.
+Services and ConfigMaps are not watched: a child deleted behind the operator's back is
+recreated within `TRUST_SECONDS`, or at the next spec change.
 
 Pods change on their own (kubelet, scheduler, evictions), so they are not cached per job here:
 `kube.PodInformer` keeps every worker pod current from one list+watch per namespace.
@@ -17,10 +26,11 @@ Pods change on their own (kubelet, scheduler, evictions), so they are not cached
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
+TRUST_SECONDS = 300.0  # the watch's own timeout (handlers.configure: server_timeout)
 
 
 @dataclass
@@ -29,17 +39,26 @@ class JobCache:
     body_at: float = 0.0  # ... and when (monotonic)
     own_version: str = ""  # resourceVersion produced by our last status write
     own_echoed: bool = True  # the watch has delivered that version (events after it are newer)
+    own_pending: set[str] = field(default_factory=set)  # our writes not echoed yet
     seen_version: str = ""  # resourceVersion of the latest watch event for this job
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
 
     def watched(self, version: str | None, body: Obj | None) -> bool:
-        """Note a watch event of the job; False when it is only the echo of our own write."""
+        """Note a watch event of the job; False when it is only the echo of our own write.
+
+        Two passes can write before the first write's echo arrives; that echo is then older
+        than our body but no news either (it was ours), so it neither wakes a pass nor drops
+        the body (which cost a GET and a pass per such pair in the bench)."""
         if version:
             self.seen_version = version
+        if version and version in self.own_pending and version != self.own_version:
+            self.own_pending.discard(version)  # an earlier write of ours, already written over
+            return False
         echo = bool(version) and version == self.own_version
         if echo:
             self.own_echoed = True
+            self.own_pending.clear()
         elif body is not None:
             # Before the echo of our own write arrives, an event may be an older version that
             # the watch delivers late (a slow or cut stream): it must not stand in for what we
@@ -55,17 +74,24 @@ class JobCache:
         """Our status write returned `stored`; the watch will echo its resourceVersion."""
         self.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
         self.own_echoed = not self.own_version
+        if self.own_version:
+            self.own_pending.add(self.own_version)
         self.remember(stored)
 
     def current_body(self, max_age: float) -> Obj | None:
         """The job as we last read or wrote it, while the watch reports no newer version of it
-        (a pod event or a timer woke this pass) and it is younger than `max_age` seconds."""
+        (a pod event or a timer woke this pass) and it is younger than `max_age` seconds.
+
+        Our own write stands in before its echo arrives: the watch delivers in order, so any
+        event between our write and its echo drops the body (`watched`), and a body still here
+        with our version is the newest there is."""
         if self.body is None or not self.seen_version:
             return None
         if time.monotonic() - self.body_at >= max_age:
             return None
         version = self.body.get("metadata", {}).get("resourceVersion")
-        return self.body if version == self.seen_version else None
+        own = not self.own_echoed and version == self.own_version
+        return self.body if version == self.seen_version or own else None
 
     def children_known(self, meta: Obj, max_age: float) -> bool:
         """The Service and an up-to-date ConfigMap were seen for this uid and generation, less

@@ -1,12 +1,12 @@
 """Per-job reconcile loops: observe -> decide (pure) -> act -> write status once -> Events.
 
 kopf delivers watch events for TrainingJobs, and `kube.PodInformer` those of their pods (one
-list+watch per namespace, handlers.start_pod_informer); `notify()` wakes the job's loop, which
-also wakes itself when the plan asks for a requeue (backoff, deadlines, progress polling) and at
-least every `resync_seconds`. One loop per job means one writer per job status. The loops are
-plain asyncio tasks rather than kopf daemons because kopf puts a finalizer on objects with daemons,
-and a finalizer would block `kubectl delete` whenever the operator is down; ownerReferences and
-the garbage collector do the cleanup instead.
+list+watch per namespace, handlers.start_pod_informer); `notify()` wakes the job's
+loop, which also wakes itself when the plan asks for a requeue (backoff, deadlines, progress
+polling) and at least every `resync_seconds`. One loop per job means one writer per job status.
+The loops are plain asyncio tasks rather than kopf daemons because kopf puts a finalizer on
+objects with daemons, and a finalizer would block `kubectl delete` whenever the operator is
+down; ownerReferences and the garbage collector do the cleanup instead.
 
 What saves API calls or orders them lives beside this loop: `admission.py` (at most
 apiConcurrency passes, new jobs first), `cache.py` (the job body and its children between
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from trainforge_api.context import InvalidSpecError
 from trainforge_operator import decision, keyloops, kube, kueue, metrics, pods
 from trainforge_operator.admission import KNOWN_JOB, NEW_JOB, PriorityGate
-from trainforge_operator.cache import JobCache
+from trainforge_operator.cache import TRUST_SECONDS, JobCache
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.events import EventPoster
 from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, Obj
@@ -226,7 +226,7 @@ class Controller:
     async def observe(self, key: Key, loop: _Loop) -> Observed | None:
         """The job and its children as decide() needs them; None when the job is gone."""
         namespace, name = key
-        body = loop.cache.current_body(self.config.resync_seconds)
+        body = loop.cache.current_body(self._trust_seconds())
         if body is None:
             body = await self._call(self.api.get_job, namespace, name)
             loop.cache.remember(body)
@@ -240,13 +240,20 @@ class Controller:
             has_svc, has_cm, cm_data = False, False, None
         else:
             uid = body["metadata"].get("uid", "")
-            found, (has_svc, has_cm, cm_data) = await asyncio.gather(
-                self._call(self.api.list_pods, namespace, name, uid), self._children(loop, body)
-            )
+            cached = self.api.cached_pods(namespace, name, uid)
+            if cached is not None:  # the pod informer answers from memory: no thread hop
+                found = cached
+                has_svc, has_cm, cm_data = await self._children(loop, body)
+            else:
+                found, (has_svc, has_cm, cm_data) = await asyncio.gather(
+                    self._call(self.api.list_pods, namespace, name, uid),
+                    self._children(loop, body),
+                )
         departed = self.api.departed_pods(namespace, name, body["metadata"].get("uid", ""))
-        progress, queue_view = await asyncio.gather(
-            self._maybe_progress(body, found, loop), self._queue_view(body)
-        )
+        # One after the other: each is usually an answer from memory, and gather() would wrap
+        # both in Tasks on every pass.
+        progress = await self._maybe_progress(body, found, loop)
+        queue_view = await self._queue_view(body)
         return Observed(
             body=body,
             pods=found,
@@ -258,6 +265,10 @@ class Controller:
             departed=departed,
             queue=queue_view,
         )
+
+    def _trust_seconds(self) -> float:
+        """How long the cached body and children stand in for reads (cache.py says why)."""
+        return max(self.config.resync_seconds, TRUST_SECONDS)
 
     async def _queue_view(self, body: Obj) -> QueueView | None:
         """Kueue's objects for a job it admits (policies/queue.py): the Workload; the LocalQueue
@@ -295,9 +306,9 @@ class Controller:
 
     async def _children(self, loop: _Loop, body: Obj) -> tuple[bool, bool, dict[str, str] | None]:
         """Service exists? ConfigMap exists, and its data? Read only when the cache does not
-        know them (a spec change, or resync_seconds passed)."""
+        know them (a spec change, or `cache.TRUST_SECONDS` passed)."""
         meta = body["metadata"]
-        if loop.cache.children_known(meta, self.config.resync_seconds):
+        if loop.cache.children_known(meta, self._trust_seconds()):
             return True, True, None
         namespace, name = meta["namespace"], meta["name"]
         has_svc, cm_data = await asyncio.gather(
@@ -353,9 +364,16 @@ class Controller:
             log.info("%s Workload %s", "created" if new_wl else "exists",
                      plan.workload_create["metadata"]["name"])  # fmt: skip
         created = await asyncio.gather(*(self._call(self.api.create, o) for o in plan.create))
-        for obj, new in zip(plan.create, created, strict=True):
+        if plan.create:  # one line per pass, not per child: logging is not free in a burst
+            made = [f"{o['kind']}/{o['metadata']['name']}" for o in plan.create]
+            fresh = [m for m, new in zip(made, created, strict=True) if new]
+            known = [m for m, new in zip(made, created, strict=True) if not new]
             log.info(
-                "%s %s/%s", "created" if new else "exists", obj["kind"], obj["metadata"]["name"]
+                "%s/%s: created %s%s",
+                meta["namespace"],
+                meta["name"],
+                ", ".join(fresh) or "nothing",
+                f"; already existed: {', '.join(known)}" if known else "",
             )
         await asyncio.gather(*(self._call(self.api.update_configmap, o) for o in plan.update))
         for obj in plan.update:

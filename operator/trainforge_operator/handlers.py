@@ -23,6 +23,7 @@ from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
 from trainforge_operator import rest
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
+from trainforge_operator.keyloops import ToLoop
 from trainforge_operator.kube import KubeApi, PodInformer
 from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
@@ -96,10 +97,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 def start_pod_informer(controller: Controller, config: OperatorConfig) -> PodInformer:
     """Worker pods are watched by our own informer, not kopf: a pass reads its pods from
     memory instead of a LIST, and a pod event costs a dict update instead of a kopf cycle."""
-    loop = asyncio.get_running_loop()
+    to_loop = ToLoop(asyncio.get_running_loop())
 
     def wake(namespace: str, job: str) -> None:
-        loop.call_soon_threadsafe(controller.notify, namespace, job)
+        to_loop.call(controller.notify, namespace, job)
 
     informer = PodInformer(controller.api.rest, config.namespaces, WORKER_POD_SELECTOR, wake)
     controller.api.pod_informer = informer

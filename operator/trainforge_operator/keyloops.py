@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -162,3 +163,34 @@ class KeyedController:
     async def stop(self) -> None:
         await self.loops.stop(self.events.stop())
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ToLoop:
+    """Calls from watch threads, run on the event loop in order, with one wake-up per batch.
+
+    `loop.call_soon_threadsafe` writes to the loop's self-pipe on every call: in a burst the
+    watch threads made one such write per pod or job event, about a tenth of the operator's
+    samples. Here a call only queues while an earlier one still waits for the loop, so a run of
+    events costs one write; the loop then runs them all, in the order they came."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._queued: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def call(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run `fn(*args)` on the loop soon (from any thread)."""
+        with self._lock:
+            first = not self._queued
+            self._queued.append((fn, args))
+        if first:
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            calls, self._queued = self._queued, []
+        for fn, args in calls:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a watch callback failed")

@@ -16,11 +16,10 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import socket
-import threading
 from collections.abc import Callable, Collection
 from typing import Any
 
+import orjson
 import urllib3
 
 from trainforge_api.base import GROUP, VERSION
@@ -28,7 +27,7 @@ from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import kueue, metrics
 from trainforge_operator.names import LABEL_JOB, LABEL_UID, MANAGED_BY, job_pods_selector
 from trainforge_operator.plan import Event
-from trainforge_operator.rest import PATCH, ApiException, Rest, core_path, custom_path, iter_lines
+from trainforge_operator.rest import PATCH, ApiException, ListWatch, Rest, core_path, custom_path
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ RETRYABLE = (408, 409, 429)
 
 def read_json(resp: Any) -> Obj:
     """Parse a response body (read in full, so its connection is back in the pool)."""
-    data = json.loads(resp.data or b"{}")
+    data = orjson.loads(resp.data or b"{}")
     return data if isinstance(data, dict) else {}
 
 
@@ -126,11 +125,16 @@ class KubeApi:
         informer = self.pod_informer
         return informer.departed(namespace, job, uid) if informer is not None else []
 
+    def cached_pods(self, namespace: str, job: str, uid: str) -> list[Obj] | None:
+        """This job object's pods from the pod informer's memory; None until it has listed the
+        namespace (or without an informer)."""
+        informer = self.pod_informer
+        return informer.pods(namespace, job, uid) if informer is not None else None
+
     def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object (the uid label excludes a deleted namesake's pods): from the
         pod informer once it has listed the namespace, else from the API server."""
-        informer = self.pod_informer
-        cached = informer.pods(namespace, job, uid) if informer is not None else None
+        cached = self.cached_pods(namespace, job, uid)
         if cached is not None:
             return cached
         query = {"labelSelector": job_pods_selector(job, uid)}
@@ -323,7 +327,7 @@ class KubeApi:
             )
 
 
-class PodInformer:
+class PodInformer(ListWatch):
     """The operator's worker pods, kept current by one list+watch per namespace (an informer).
 
     A pass used to LIST its job's pods from the API server (about 1.5 uncached LISTs per job in
@@ -345,35 +349,18 @@ class PodInformer:
         on_change: Callable[[str, str], None],
         watch_seconds: int = 300,
     ) -> None:
-        self.rest = rest
-        self.namespaces = list(namespaces) or [""]  # "": cluster-wide
-        self.selector = selector
+        super().__init__(rest, _pods_path, namespaces, selector, watch_seconds)
         self.on_change = on_change
-        self.watch_seconds = watch_seconds
         self._pods: dict[tuple[str, str], dict[str, Obj]] = {}
         # The last state of each pod the watch saw deleted, until a namesake appears: why a
         # worker vanished (the pod GC marks a lost node's pods DisruptionTarget, then deletes).
         self._departed: dict[tuple[str, str], dict[str, Obj]] = {}
         self._synced: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._responses: dict[str, Any] = {}
-
-    def start(self) -> None:
-        for ns in self.namespaces:
-            name = f"pod-informer {ns or '(all)'}"
-            threading.Thread(target=self._run, args=(ns,), name=name, daemon=True).start()
 
     def stop(self) -> None:
-        self._stop.set()
         with self._lock:
             self._synced.clear()
-            responses = list(self._responses.values())
-        for resp in responses:
-            # shutdown() wakes the thread blocked reading the stream; close() would wait for the
-            # lock of the buffered reader that thread holds (and block the event loop).
-            with contextlib.suppress(Exception):
-                resp.connection.sock.shutdown(socket.SHUT_RDWR)
+        super().stop()
 
     def pods(self, namespace: str, job: str, uid: str) -> list[Obj] | None:
         """This job object's pods from memory; None while the namespace is not listed yet."""
@@ -394,27 +381,11 @@ class PodInformer:
         with self._lock:
             self._departed.pop((namespace, job), None)
 
-    # --- the watch thread ---------------------------------------------------------------------
+    # --- on the watch thread (rest.ListWatch) ----------------------------------------------------
 
-    def _request(self, namespace: str, **kwargs: Any) -> Any:
-        """LIST (or with `stream`, WATCH) worker pods of one namespace ("": all)."""
-        return self.rest.request("GET", core_path("pods", namespace), **kwargs)
-
-    def _run(self, namespace: str) -> None:
-        while not self._stop.is_set():
-            try:
-                version = self._relist(namespace)
-                self._follow(namespace, version)
-            except Exception as err:  # any failure: list again after a pause
-                if self._stop.is_set():
-                    return
-                log.info("pod watch in %r ended (%s); listing again", namespace or "*", err)
-                self._stop.wait(1.0)
-
-    def _relist(self, namespace: str) -> str:
-        listing = read_json(self._request(namespace, query={"labelSelector": self.selector}))
+    def _listed(self, namespace: str, items: list[Obj]) -> None:
         fresh: dict[tuple[str, str], dict[str, Obj]] = {}
-        for pod in listing.get("items") or []:
+        for pod in items:
             key = _pod_key(pod)
             if key is not None:
                 fresh.setdefault(key[:2], {})[key[2]] = _slim(pod)
@@ -427,36 +398,6 @@ class PodInformer:
             self._synced.add(namespace)
         for ns, job in changed:
             self.on_change(ns, job)
-        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
-
-    def _follow(self, namespace: str, version: str) -> None:
-        query = {
-            "labelSelector": self.selector,
-            "watch": "true",
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": self.watch_seconds,
-        }
-        timeout = urllib3.Timeout(connect=30, read=self.watch_seconds + 30)
-        resp = self._request(namespace, query=query, stream=True, timeout=timeout)
-        with self._lock:
-            self._responses[namespace] = resp
-        try:
-            for line in iter_lines(resp):
-                if self._stop.is_set():
-                    return
-                event = json.loads(line)
-                kind, pod = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":  # e.g. 410 Gone: the version is too old, list again
-                    raise RuntimeError(f"watch error: {pod.get('message') or pod}")
-                if kind == "BOOKMARK":
-                    continue
-                self._apply(kind, pod)
-        finally:
-            with self._lock:
-                self._responses.pop(namespace, None)
-            with contextlib.suppress(Exception):
-                resp.release_conn()
 
     def _apply(self, kind: str | None, pod: Obj) -> None:
         key = _pod_key(pod)
@@ -471,6 +412,10 @@ class PodInformer:
                 self._pods.setdefault((ns, job), {})[name] = _slim(pod)
                 self._departed.get((ns, job), {}).pop(name, None)
         self.on_change(ns, job)
+
+
+def _pods_path(namespace: str) -> str:
+    return core_path("pods", namespace)
 
 
 def pod_labels(pod: Obj) -> dict[str, str]:

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
+import logging
 import os
+import socket
 import ssl
 import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import kopf
+import orjson
 import urllib3
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
@@ -32,6 +34,7 @@ IN_CLUSTER_SERVER = "https://kubernetes.default.svc"  # what kopf's service-acco
 TOKEN_REREAD_SECONDS = 60.0
 REQUEST_TIMEOUT = urllib3.Timeout(connect=30, read=60)
 PATCH = "application/merge-patch+json"
+log = logging.getLogger(__name__)
 
 
 class ApiException(Exception):  # noqa: N818  (the kubernetes client's name, whose place it takes)
@@ -142,7 +145,7 @@ class Rest:
         headers = dict(self._headers())
         data = None
         if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode()
+            data = dumps(body)
             headers["Content-Type"] = content_type
         resp = self.http.request(
             method,
@@ -160,8 +163,14 @@ class Rest:
 
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """A request whose answer is a JSON object (an empty dict for any other answer)."""
-        data = json.loads(self.request(method, path, **kwargs).data or b"{}")
+        data = orjson.loads(self.request(method, path, **kwargs).data or b"{}")
         return data if isinstance(data, dict) else {}
+
+
+def dumps(body: Any) -> bytes:
+    """Compact JSON of a request body. orjson, like `loads` of every answer and watch event here:
+    JSON was about a tenth of the operator's CPU in a burst with the standard library's."""
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 def iter_lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
@@ -173,6 +182,113 @@ def iter_lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         yield from (line for line in lines if line)
     if buffer:
         yield buffer
+
+
+class ListWatch:
+    """One thread per namespace ("": cluster-wide) that LISTs objects of one resource, then
+    follows their WATCH from the list's resourceVersion; after a cut, an error or a 410 it lists
+    again. What the events mean is the subclass's (`_listed`, `_apply`), called on the thread.
+
+    Like client-go's reflector: the stream is read as raw JSON lines, with bookmarks, and ends
+    after `watch_seconds` (the server's timeout; the read timeout is 30 s longer)."""
+
+    def __init__(
+        self,
+        rest: Rest,
+        path: Callable[[str], str],
+        namespaces: Collection[str],
+        selector: str = "",
+        watch_seconds: int = 300,
+    ) -> None:
+        self.rest = rest
+        self.path = path  # the resource's URL path in a namespace ("": cluster-wide)
+        self.namespaces = list(namespaces) or [""]
+        self.selector = selector
+        self.watch_seconds = watch_seconds
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._responses: dict[str, Any] = {}
+
+    def start(self) -> None:
+        for ns in self.namespaces:
+            name = f"{type(self).__name__} {ns or '(all)'}"
+            threading.Thread(target=self._run, args=(ns,), name=name, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            responses = list(self._responses.values())
+        for resp in responses:
+            # shutdown() wakes the thread blocked reading the stream; close() would wait for the
+            # lock of the buffered reader that thread holds (and block the event loop).
+            with contextlib.suppress(Exception):
+                resp.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    # --- what the subclass does with what was read ---------------------------------------------
+
+    def _listed(self, namespace: str, items: list[dict[str, Any]]) -> None:
+        """A fresh list of the namespace's objects (after the start, a cut or a 410)."""
+        raise NotImplementedError
+
+    def _apply(self, kind: str | None, obj: dict[str, Any]) -> None:
+        """One watch event: ADDED, MODIFIED or DELETED."""
+        raise NotImplementedError
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def _request(self, namespace: str, **kwargs: Any) -> Any:
+        query = {"labelSelector": self.selector or None, **kwargs.pop("query", {})}
+        return self.rest.request("GET", self.path(namespace), query=query, **kwargs)
+
+    def _run(self, namespace: str) -> None:
+        while not self._stop.is_set():
+            try:
+                version = self._relist(namespace)
+                self._follow(namespace, version)
+            except Exception as err:  # any failure: list again after a pause
+                if self._stop.is_set():
+                    return
+                log.info(
+                    "%s watch in %r ended (%s); listing again",
+                    type(self).__name__,
+                    namespace or "*",
+                    err,
+                )
+                self._stop.wait(1.0)
+
+    def _relist(self, namespace: str) -> str:
+        listing = orjson.loads(self._request(namespace).data or b"{}")
+        items = [o for o in listing.get("items") or [] if isinstance(o, dict)]
+        self._listed(namespace, items)
+        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _follow(self, namespace: str, version: str) -> None:
+        query = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": self.watch_seconds,
+        }
+        timeout = urllib3.Timeout(connect=30, read=self.watch_seconds + 30)
+        resp = self._request(namespace, query=query, stream=True, timeout=timeout)
+        with self._lock:
+            self._responses[namespace] = resp
+        try:
+            for line in iter_lines(resp):
+                if self._stop.is_set():
+                    return
+                event = orjson.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":  # e.g. 410 Gone: the version is too old, list again
+                    raise RuntimeError(f"watch error: {obj.get('message') or obj}")
+                if kind == "BOOKMARK":
+                    continue
+                self._apply(kind, obj)
+        finally:
+            with self._lock:
+                self._responses.pop(namespace, None)
+            with contextlib.suppress(Exception):
+                resp.release_conn()
 
 
 def core_path(resource: str, namespace: str = "", name: str = "") -> str:

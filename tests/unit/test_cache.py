@@ -38,7 +38,7 @@ def test_a_late_event_from_before_our_write_never_stands_in_for_it() -> None:
     cache = JobCache()
     cache.watched("5", body("5"))
     cache.wrote(body("7"))
-    assert cache.current_body(max_age=10) is None  # the watch still reports 5: read it
+    assert cache.current_body(max_age=10) == body("7")  # nothing since our write: ours is newest
     assert cache.watched("6", body("6")) is True  # late: older than our write
     assert cache.current_body(max_age=10) is None  # not the stale 6: a GET instead
     cache.watched("7", body("7"))  # our echo
@@ -62,3 +62,38 @@ def test_children_are_known_for_one_uid_and_generation(
     assert not cache.children_known({"uid": "u1", "generation": 1}, 10)
     cache.saw_children({"uid": "u1", "generation": 1})
     assert cache.children_known(meta, max_age) is known
+
+
+def test_our_write_stands_in_only_until_its_echo() -> None:
+    """Before the echo, our stored body is the newest; after it, only what the watch says is."""
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    assert cache.current_body(max_age=10) == body("7")
+    cache.watched("7", body("7"))  # the echo
+    cache.watched("8", None)  # a newer version announced without its body
+    assert cache.current_body(max_age=10) is None
+
+
+def test_the_echo_of_an_earlier_write_of_ours_is_no_news_and_keeps_our_body() -> None:
+    """Two passes wrote (7, then 8) before the first echo arrived: the echo of 7 is older than
+    our body, but it was ours; only an event that is not ours drops the body."""
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    cache.wrote(body("8"))
+    assert cache.watched("7", body("7")) is False
+    assert cache.current_body(max_age=10) == body("8")
+    assert cache.watched("8", body("8")) is False
+    assert cache.current_body(max_age=10) == body("8")
+    assert cache.watched("9", body("9")) is True
+    assert cache.current_body(max_age=10) == body("9")
+
+
+def test_an_event_between_two_of_our_writes_still_drops_the_body() -> None:
+    cache = JobCache()
+    cache.watched("5", body("5"))
+    cache.wrote(body("7"))
+    cache.wrote(body("9"))
+    assert cache.watched("8", body("8")) is True  # someone else's write, before our 9's echo
+    assert cache.current_body(max_age=10) is None
