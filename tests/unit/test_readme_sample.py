@@ -24,6 +24,7 @@ SAMPLE: dict[str, Any] = {
     "spec": {"parallelism": {"layout": "data", "nodes": 2}, "resources": {"gpus": 0}},
     "status": {
         "phase": "Running",
+        "currentNodes": 2,
         "restarts": 0,
         "progress": {"step": 240, "metrics": {"loss": 0.142}, "eta": "2m10s"},
         "message": "attempt 0: all workers running",
