@@ -159,12 +159,16 @@ def test_quota_for_two_gangs_queues_the_third(
         return (running, queued) if len(running) == 2 and len(queued) == 1 else None
 
     running, (waiting,) = wait_for("two Running and one Queued", split, timeout=60)
-    status = c.status(waiting)
+
+    def kueue_reason() -> dict[str, Any] | None:
+        """Kueue's reason reaches the job at the operator's next Workload poll (2 s)."""
+        cond = condition(c.status(waiting), "Queued")
+        return cond if "insufficient unused quota" in cond["message"] else None
+
+    queued = wait_for("Kueue's reason in the Queued condition", kueue_reason, timeout=30)
     assert live_pods(c, waiting) == []
-    queued = condition(status, "Queued")
     assert queued["status"] == "True"
     assert f"LocalQueue team (ClusterQueue {cq})" in queued["message"]
-    assert "insufficient unused quota" in queued["message"]  # Kueue's own reason, passed on
     assert "Queued" in c.event_reasons(waiting, "Queued")
     table = kueue.kubectl("get", "tj", "-n", namespace, check=True).stdout
     assert any(line.split()[0] == waiting and "Queued" in line for line in table.splitlines())
