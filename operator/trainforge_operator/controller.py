@@ -1,7 +1,7 @@
 """Per-job reconcile loops: observe -> decide (pure) -> act -> write status once -> Events.
 
-kopf delivers watch events for TrainingJobs, and `kube.PodInformer` those of their pods (one
-list+watch per namespace, handlers.start_pod_informer); `notify()` wakes the job's
+`kube.JobWatch` delivers watch events for TrainingJobs, and `kube.PodInformer` those of their
+pods (each one list+watch per namespace, started in handlers.py); `notify()` wakes the job's
 loop, which also wakes itself when the plan asks for a requeue (backoff, deadlines, progress
 polling) and at least every `resync_seconds`. One loop per job means one writer per job status.
 The loops are plain asyncio tasks rather than kopf daemons because kopf puts a finalizer on

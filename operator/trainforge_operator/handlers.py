@@ -1,4 +1,8 @@
-"""kopf registration only: settings at startup and the two watch streams that wake reconciles.
+"""kopf registration only: settings at startup, the watches that wake reconciles, cleanup.
+
+TrainingJobs and their worker pods are watched by the operator's own list+watch threads
+(`kube.JobWatch`, `kube.PodInformer`), started here; kopf watches TrainingSweeps and
+TrainingSchedules (few objects), and runs startup, login, probes and cleanup.
 
 All logic lives in `controller.py` (loops), `decision.py` and `policies/` (decisions) and
 `builders.py` (children). Event handlers never patch objects, so kopf stores nothing on
@@ -11,20 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from trainforge_api.base import GROUP, VERSION
-from trainforge_api.trainingjob import PLURAL
 from trainforge_api.trainingschedule import PLURAL as SCHEDULES
 from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
 from trainforge_operator import rest
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
 from trainforge_operator.keyloops import ToLoop
-from trainforge_operator.kube import KubeApi, PodInformer
+from trainforge_operator.kube import JobWatch, KubeApi, PodInformer
 from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
 from trainforge_operator.schedules.controller import ScheduleController
@@ -68,13 +70,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
 
 
-def _controller(memo: Any) -> Controller:
-    controller = memo.get("controller")
-    if not isinstance(controller, Controller):
-        raise kopf.TemporaryError("the operator is still starting", delay=1)
-    return controller
-
-
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = memo.get("config")
@@ -91,6 +86,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["schedules"] = ScheduleController(memo["controller"].api)
     if not isinstance(memo.get("pod_informer"), PodInformer):  # startup may be retried
         memo["pod_informer"] = start_pod_informer(memo["controller"], config)
+    if not isinstance(memo.get("job_watch"), JobWatch):
+        memo["job_watch"] = start_job_watch(
+            memo["controller"], memo["sweeps"], memo["schedules"], config
+        )
     log.info("trainforge operator started (namespaces: %s)", config.namespaces or "all")
 
 
@@ -108,6 +107,48 @@ def start_pod_informer(controller: Controller, config: OperatorConfig) -> PodInf
     return informer
 
 
+def start_job_watch(
+    controller: Controller,
+    sweeps: SweepController,
+    schedules: ScheduleController,
+    config: OperatorConfig,
+) -> JobWatch:
+    """TrainingJobs are watched by our own list+watch (kube.JobWatch), not kopf: each event
+    only wakes loops, so kopf's per-event cycle bought nothing for its cost."""
+    to_loop = ToLoop(asyncio.get_running_loop())
+
+    def on_event(kind: str | None, body: dict[str, Any]) -> None:
+        to_loop.call(job_event, controller, sweeps, schedules, kind, body)
+
+    watch = JobWatch(controller.api.rest, config.namespaces, on_event)
+    watch.start()
+    return watch
+
+
+def job_event(
+    controller: Controller,
+    sweeps: SweepController,
+    schedules: ScheduleController,
+    kind: str | None,
+    body: dict[str, Any],
+) -> None:
+    """A TrainingJob changed or is gone: wake its loop (with the body, which stands in for a
+    GET), its sweep's (a trial's progress or phase) and its schedule's (a run's verdict)."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    if not namespace or not name:
+        return
+    if kind == "DELETED":
+        controller.forget(namespace, name)
+    else:
+        controller.notify(namespace, name, meta.get("resourceVersion"), body)
+    labels = meta.get("labels") or {}
+    if LABEL_SWEEP in labels:
+        sweeps.notify(namespace, labels[LABEL_SWEEP])
+    if LABEL_SCHEDULE in labels:
+        schedules.notify(namespace, labels[LABEL_SCHEDULE])
+
+
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
     """kopf watches with the credentials our own client uses (rest.login), so it never falls
@@ -117,6 +158,9 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    watch = memo.get("job_watch")
+    if isinstance(watch, JobWatch):
+        watch.stop()
     informer = memo.get("pod_informer")
     if isinstance(informer, PodInformer):
         informer.stop()
@@ -136,21 +180,6 @@ def reconcilers(memo: kopf.Memo, **_: Any) -> int:
     """Liveness detail on /healthz: number of jobs being reconciled."""
     controller = memo.get("controller")
     return len(controller.loops) if isinstance(controller, Controller) else 0
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def trainingjob_event(
-    event: kopf.RawEvent, name: str, namespace: str | None, memo: Any, **_: Any
-) -> None:
-    if namespace is None:
-        return
-    controller = _controller(memo)
-    if event.get("type") == "DELETED":
-        controller.forget(namespace, name)
-    else:
-        body = event.get("object") or {}
-        version = body.get("metadata", {}).get("resourceVersion")
-        controller.notify(namespace, name, version, dict(body) if body else None)
 
 
 # --- TrainingSweeps (logic in sweepcontroller.py) ------------------------------------------------
@@ -175,15 +204,6 @@ async def trainingsweep_event(
         _sweeps(memo).notify(namespace, name)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL, labels={LABEL_SWEEP: kopf.PRESENT})
-async def sweep_trial_event(
-    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
-) -> None:
-    """A trial changed (progress, phase, deletion): its sweep decides again."""
-    if namespace is not None:
-        _sweeps(memo).notify(namespace, labels[LABEL_SWEEP])
-
-
 # --- TrainingSchedules (logic in schedules/controller.py) ---------------------------------------
 
 
@@ -204,12 +224,3 @@ async def trainingschedule_event(
         _schedules(memo).forget(namespace, name)
     else:
         _schedules(memo).notify(namespace, name)
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL, labels={LABEL_SCHEDULE: kopf.PRESENT})
-async def schedule_run_event(
-    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
-) -> None:
-    """A run changed (phase, results, deleted): its schedule may have a verdict to reach."""
-    if namespace is not None:
-        _schedules(memo).notify(namespace, labels[LABEL_SCHEDULE])

@@ -414,6 +414,77 @@ class PodInformer(ListWatch):
         self.on_change(ns, job)
 
 
+class JobWatch(ListWatch):
+    """Every TrainingJob's watch events, as `on_event(type, body)`, from one list+watch per
+    namespace in a thread, instead of kopf's watch of TrainingJobs.
+
+    kopf's cycle per watch event (memories, a Body view, three loggers, the cause detection,
+    the handler registry, a patch to apply) was a sixth of the operator's CPU in a burst, only to
+    wake a job's loop: every handler here only wakes loops. After a relist (the start, a cut
+    watch, a 410) every listed job comes as `type` None, as kopf sends them, and a job that
+    vanished since the last list as DELETED, which kopf never sent. `on_event` is called on
+    this thread (handlers.start_job_watch moves it to the event loop)."""
+
+    def __init__(
+        self,
+        rest: Rest,
+        namespaces: Collection[str],
+        on_event: Callable[[str | None, Obj], None],
+        watch_seconds: int = 300,
+    ) -> None:
+        super().__init__(rest, _jobs_path, namespaces, "", watch_seconds)
+        self.on_event = on_event
+        self._known: dict[tuple[str, str], Obj] = {}  # each job's metadata, for a DELETED
+
+    def _listed(self, namespace: str, items: list[Obj]) -> None:
+        fresh = {k: job for job in items if (k := _job_key(job)) is not None}
+        with self._lock:
+            gone = [
+                meta
+                for k, meta in self._known.items()
+                if (not namespace or k[0] == namespace) and k not in fresh
+            ]
+            for meta in gone:
+                self._known.pop((meta["namespace"], meta["name"]), None)
+            self._known.update((k, _job_meta(job)) for k, job in fresh.items())
+        for meta in gone:
+            self.on_event("DELETED", {"metadata": meta})
+        for job in fresh.values():
+            self.on_event(None, job)
+
+    def _apply(self, kind: str | None, job: Obj) -> None:
+        key = _job_key(job)
+        if key is None:
+            return
+        with self._lock:
+            if kind == "DELETED":
+                self._known.pop(key, None)
+            else:
+                self._known[key] = _job_meta(job)
+        self.on_event(kind, job)
+
+
+def _job_key(job: Obj) -> tuple[str, str] | None:
+    meta = job.get("metadata") or {}
+    if not meta.get("name") or not meta.get("namespace"):
+        return None
+    return str(meta["namespace"]), str(meta["name"])
+
+
+def _job_meta(job: Obj) -> Obj:
+    """What a DELETED event of a job needs: its name, namespace and labels (sweeps, schedules)."""
+    meta = job.get("metadata") or {}
+    return {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "labels": dict(meta.get("labels") or {}),
+    }
+
+
+def _jobs_path(namespace: str) -> str:
+    return custom_path(GROUP, VERSION, PLURAL, namespace)
+
+
 def _pods_path(namespace: str) -> str:
     return core_path("pods", namespace)
 

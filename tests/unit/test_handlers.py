@@ -22,12 +22,13 @@ def test_worker_pod_selector_names_only_our_workers() -> None:
     assert job == "trainforge.io/job-name"  # exists, any value
 
 
-def test_kopf_does_not_watch_pods() -> None:
-    """Worker pods are watched by kube.PodInformer (test_pod_informer.py), not kopf."""
+def test_kopf_watches_neither_pods_nor_trainingjobs() -> None:
+    """Worker pods are watched by kube.PodInformer (test_pod_informer.py) and TrainingJobs by
+    kube.JobWatch (test_job_watch.py), not kopf."""
     from trainforge_operator import handlers  # noqa: F401  (registers the handlers)
 
     watched = {s.any_name for s in kopf.get_default_registry()._watching.get_all_selectors()}
-    assert watched == {"trainingjobs", "trainingsweeps", "trainingschedules"}
+    assert watched == {"trainingsweeps", "trainingschedules"}
 
 
 def test_trainingjob_and_other_watches_are_not_filtered() -> None:
