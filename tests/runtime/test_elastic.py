@@ -25,14 +25,19 @@ NODES, MIN_NODES, EVERY = 3, 2, 5
 PAUSE_STEP, PAUSE_S = 12, 8
 
 
-def elastic_context(tmp: Path, port: int) -> dict[str, Any]:
+def elastic_context(
+    tmp: Path, port: int, *, name: str = "elastic", nodes: int = NODES, **sizes: Any
+) -> dict[str, Any]:
+    """An elastic digits job on local c10d (minNodes MIN_NODES; `sizes` adds e.g. maxNodes),
+    checkpointing every EVERY steps so a changed world resumes from a known step."""
     ctx = make_context(
-        name="elastic",
+        name=name,
         command=["python", "-m", "trainforge_runtime.trainers.digits"],
         nproc=1,
         hyperparameters={"epochs": 2, "batch_size": 60, "patience": 100, "seed": 0},
-        nodes=NODES,
+        nodes=nodes,
         minNodes=MIN_NODES,
+        **sizes,
     )
     ctx["metrics"] = {"enabled": False}
     ctx["checkpoint"] = {"uri": (tmp / "ckpt").as_uri() + "/", "everySteps": EVERY}

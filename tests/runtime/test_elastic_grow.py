@@ -19,33 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import free_port, launcher_env, make_context
-from test_elastic import finish, result, wait_for
+from runtime_helpers import free_port, launcher_env
+from test_elastic import EVERY, elastic_context, finish, result, wait_for
 
-MIN_NODES, MAX_NODES, EVERY = 2, 3, 5
+MAX_NODES = 3
 # Rank 0 stalls at this step, so the third node arrives while the first two still train.
 PAUSE_STEP, PAUSE_S = 12, 6
 
 
 def grow_context(tmp: Path, port: int, nodes: int) -> dict[str, Any]:
-    ctx = make_context(
-        name="grow",
-        command=["python", "-m", "trainforge_runtime.trainers.digits"],
-        nproc=1,
-        hyperparameters={"epochs": 2, "batch_size": 60, "patience": 100, "seed": 0},
-        nodes=nodes,
-        minNodes=MIN_NODES,
-        maxNodes=MAX_NODES,
-    )
-    ctx["metrics"] = {"enabled": False}
-    ctx["checkpoint"] = {"uri": (tmp / "ckpt").as_uri() + "/", "everySteps": EVERY}
-    ctx["rendezvous"] = {
-        "masterAddr": "127.0.0.1",
-        "masterPort": port,
-        "backend": "c10d",
-        "maxRestarts": 3,
-    }
-    return ctx
+    return elastic_context(tmp, port, name="grow", nodes=nodes, maxNodes=MAX_NODES)
 
 
 def start_node(
