@@ -50,35 +50,41 @@ def elastic_context(
     return ctx
 
 
+def start_launcher(
+    tmp: Path, ctx: dict[str, Any], port: int, node: int, nodes: int, fault: str = ""
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """One launcher (a pod) in its own session, so killing it kills its ranks; `nodes` is the
+    NNODES its pod was created with, `fault` an optional TRAINFORGE_FAULT."""
+    home = tmp / f"node{node}"
+    home.mkdir(parents=True)
+    env = launcher_env(
+        ctx,
+        home,
+        NODE_RANK=str(node),
+        NNODES=str(nodes),
+        NPROC_PER_NODE="1",
+        MASTER_PORT=str(port),
+        TRAINFORGE_RDZV_TIMEOUT="120",
+        **({"TRAINFORGE_FAULT": fault} if fault else {}),
+    )
+    log = home / "launcher.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["nice", "-n", "5", sys.executable, "-m", "trainforge_runtime.launch"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc, log
+
+
 def start_nodes(tmp: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    """One launcher per node, each in its own session (a pod: killing it kills its ranks)."""
+    """One launcher per node; rank 0 pauses at PAUSE_STEP so a node can be killed mid-run."""
     port = free_port()
     ctx = elastic_context(tmp, port)
-    nodes = []
-    for node in range(NODES):
-        home = tmp / f"node{node}"
-        home.mkdir(parents=True)
-        env = launcher_env(
-            ctx,
-            home,
-            NODE_RANK=str(node),
-            NNODES=str(NODES),
-            NPROC_PER_NODE="1",
-            MASTER_PORT=str(port),
-            TRAINFORGE_FAULT=f"rank=0,step={PAUSE_STEP},pause={PAUSE_S}",
-            TRAINFORGE_RDZV_TIMEOUT="120",
-        )
-        log = home / "launcher.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                ["nice", "-n", "5", sys.executable, "-m", "trainforge_runtime.launch"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        nodes.append((proc, log))
-    return nodes
+    fault = f"rank=0,step={PAUSE_STEP},pause={PAUSE_S}"
+    return [start_launcher(tmp, ctx, port, node, NODES, fault) for node in range(NODES)]
 
 
 def kill_pod(pid: int) -> None:

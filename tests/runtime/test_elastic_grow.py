@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import free_port, launcher_env
-from test_elastic import EVERY, elastic_context, finish, result, wait_for
+from runtime_helpers import free_port
+from test_elastic import EVERY, elastic_context, finish, result, start_launcher, wait_for
 
 MAX_NODES = 3
 # Rank 0 stalls at this step, so the third node arrives while the first two still train.
@@ -35,29 +34,8 @@ def start_node(
     tmp: Path, port: int, node: int, nodes: int, pause: bool
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """One launcher (a pod) created when the job's desired size was `nodes`."""
-    home = tmp / f"node{node}"
-    home.mkdir(parents=True)
-    extra = {"TRAINFORGE_FAULT": f"rank=0,step={PAUSE_STEP},pause={PAUSE_S}"} if pause else {}
-    env = launcher_env(
-        grow_context(tmp, port, nodes),
-        home,
-        NODE_RANK=str(node),
-        NNODES=str(nodes),
-        NPROC_PER_NODE="1",
-        MASTER_PORT=str(port),
-        TRAINFORGE_RDZV_TIMEOUT="120",
-        **extra,
-    )
-    log = home / "launcher.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["nice", "-n", "5", sys.executable, "-m", "trainforge_runtime.launch"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return proc, log
+    fault = f"rank=0,step={PAUSE_STEP},pause={PAUSE_S}" if pause else ""
+    return start_launcher(tmp, grow_context(tmp, port, nodes), port, node, nodes, fault)
 
 
 @pytest.fixture(scope="module")
