@@ -36,13 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 from prometheus_client.parser import text_string_to_metric_families
-
-from trainforge_operator.kube import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
@@ -395,10 +394,10 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
     events of that in this process would delay the very sightings being timed."""
     while not stop.is_set():
         try:
-            listing = read_json(
+            listing = orjson.loads(
                 core.list_namespaced_pod(
                     NAMESPACE, label_selector=obs.label, _preload_content=False
-                )
+                ).data
             )
         except (urllib3.exceptions.HTTPError, k8s.ApiException):
             # A LIST that times out on a loaded machine used to end this thread silently, and
@@ -408,15 +407,20 @@ def watch_pods(core: k8s.CoreV1Api, obs: Observations, stop: threading.Event) ->
         now = time.monotonic()
         for pod in listing["items"]:
             obs.on_pod(pod, now)
-        resp: Any = core.list_namespaced_pod(
-            NAMESPACE,
-            label_selector=obs.label,
-            resource_version=listing["metadata"]["resourceVersion"],
-            allow_watch_bookmarks=False,
-            timeout_seconds=30,
-            watch=True,
-            _preload_content=False,
-        )
+        try:
+            resp: Any = core.list_namespaced_pod(
+                NAMESPACE,
+                label_selector=obs.label,
+                resource_version=listing["metadata"]["resourceVersion"],
+                allow_watch_bookmarks=False,
+                timeout_seconds=30,
+                watch=True,
+                _preload_content=False,
+            )
+        except (urllib3.exceptions.HTTPError, k8s.ApiException):
+            # e.g. 429 while the API server's watch cache initialises: list again, as above
+            time.sleep(0.5)
+            continue
         try:
             for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 event = json.loads(line)

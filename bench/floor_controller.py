@@ -12,21 +12,17 @@ KUBECONFIG. Usage: python -m bench.floor_controller
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import http.server
 import threading
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
-
-from trainforge_api.base import GROUP, VERSION
 from trainforge_api.context import parse_spec
-from trainforge_api.trainingjob import PLURAL
 from trainforge_operator import builders
 from trainforge_operator.config import OperatorConfig, load_config
-from trainforge_operator.kube import KubeApi
+from trainforge_operator.kube import JobWatch, KubeApi
+
+IN_FLIGHT = 32  # creates at once
 
 
 class Health(http.server.BaseHTTPRequestHandler):
@@ -47,31 +43,26 @@ def children(stored: dict[str, Any], config: OperatorConfig) -> list[dict[str, A
     ]
 
 
-def serve() -> None:
+async def serve() -> None:
+    """Create the children of every TrainingJob the watch reports ADDED (the operator's own
+    client and list+watch, so the floor pays what the operator pays per request)."""
     config = load_config()
-    namespace = config.namespaces[0]
-    k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-    api_client = k8s.ApiClient()
-    custom, kube = k8s.CustomObjectsApi(api_client), KubeApi(pool_size=48)
-    pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="create")
-    listing: dict[str, Any] = custom.list_namespaced_custom_object(  # type: ignore[assignment]
-        GROUP, VERSION, namespace, PLURAL
-    )
+    kube = KubeApi(pool_size=IN_FLIGHT)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", config.health_port), Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    stream = k8s_watch.Watch().stream(  # type: ignore[no-untyped-call]
-        custom.list_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        resource_version=listing["metadata"]["resourceVersion"],
-    )
-    for event in stream:
-        if event["type"] == "ADDED":
-            for obj in children(event["object"], config):
-                pool.submit(kube.create, obj)
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def on_event(kind: str | None, body: dict[str, Any]) -> None:
+        if kind != "ADDED":  # None: listed at the start, before the burst
+            return
+        creates = (kube.create(obj) for obj in children(body, config))
+        task = asyncio.ensure_future(asyncio.gather(*creates))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    JobWatch(kube.rest, config.namespaces[:1], on_event).start()
+    await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    serve()
+    asyncio.run(serve())

@@ -2,9 +2,10 @@
 
 Why: a burst of submissions would otherwise be worked through one API call per job per round,
 every job advancing a little and none getting its gang; and status-only passes over jobs that are
-already running would take the API threads the new jobs need. With this gate each admitted pass
-runs to its end, and a job that has never been reconciled (no pods yet) goes before passes over
-jobs that have their pods (the control-plane bench: time from apply to all pods created).
+already running would take the API request slots the new jobs need. With this gate each
+admitted pass runs to its end, and a job that has never been reconciled (no pods yet) goes
+before passes over jobs that have their pods (the control-plane bench: time from apply to all
+pods created).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class OperatorConfig(BaseSettings):
         16,
         ge=1,
         le=256,
-        description="API threads, HTTP connections and reconcile passes at once.",
+        description="API requests (and HTTP connections) and reconcile passes at once.",
     )
 
     max_reconcile_errors: int = Field(

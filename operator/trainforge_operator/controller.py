@@ -22,8 +22,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -85,12 +84,7 @@ class Controller:
         self.progress = progress
         self.clock = clock
         self.loops: dict[Key, _Loop] = {}
-        # Blocking API calls run here, not in the loop's small default executor: with hundreds of
-        # jobs the default (cores + 4 threads) queues reconciles for tens of seconds.
         self.stopping = False
-        self.executor = ThreadPoolExecutor(
-            max_workers=config.api_concurrency, thread_name_prefix="kube-api"
-        )
         self.passes = PriorityGate(config.api_concurrency)
         self.events = EventPoster(
             functools.partial(self._call, self.api.post_event),
@@ -98,14 +92,13 @@ class Controller:
             at_once=max(1, config.api_concurrency // 4),
         )
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One API call (a KubeApi coroutine)."""
         if self.stopping:  # a pass still running at shutdown ends as cancelled, not as a crash
             raise asyncio.CancelledError("the operator is stopping")
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(fn, *args)
-        )
+        return await fn(*args)
 
-    # --- wiring from kopf -----------------------------------------------------------------------
+    # --- wiring from the watches --------------------------------------------------------------
 
     def notify(
         self,
@@ -143,7 +136,6 @@ class Controller:
     async def stop(self) -> None:
         self.stopping = True
         await keyloops.stop_all(self.loops, self.events.stop())
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- the loop -------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """kopf registration only: settings at startup, the watches that wake reconciles, cleanup.
 
-TrainingJobs and their worker pods are watched by the operator's own list+watch threads
-(`kube.JobWatch`, `kube.PodInformer`), started here; kopf watches TrainingSweeps and
+TrainingJobs and their worker pods are watched by the operator's own list+watch tasks on the
+event loop (`kube.JobWatch`, `kube.PodInformer`), started here; kopf watches TrainingSweeps and
 TrainingSchedules (few objects), and runs startup, login, probes and cleanup.
 
 All logic lives in `controller.py` (loops), `decision.py` and `policies/` (decisions) and
@@ -13,7 +13,7 @@ live (kopf would run sync handlers in a thread).
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -25,7 +25,6 @@ from trainforge_api.trainingsweep import PLURAL as SWEEP_PLURAL
 from trainforge_operator import rest
 from trainforge_operator.config import OperatorConfig
 from trainforge_operator.controller import Controller
-from trainforge_operator.keyloops import ToLoop
 from trainforge_operator.kube import JobWatch, KubeApi, PodInformer
 from trainforge_operator.names import LABEL_JOB, LABEL_MANAGED, MANAGED_BY
 from trainforge_operator.progress import make_source
@@ -96,12 +95,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 def start_pod_informer(controller: Controller, config: OperatorConfig) -> PodInformer:
     """Worker pods are watched by our own informer, not kopf: a pass reads its pods from
     memory instead of a LIST, and a pod event costs a dict update instead of a kopf cycle."""
-    to_loop = ToLoop(asyncio.get_running_loop())
-
-    def wake(namespace: str, job: str) -> None:
-        to_loop.call(controller.notify, namespace, job)
-
-    informer = PodInformer(controller.api.rest, config.namespaces, WORKER_POD_SELECTOR, wake)
+    rest_client = controller.api.rest
+    informer = PodInformer(rest_client, config.namespaces, WORKER_POD_SELECTOR, controller.notify)
     controller.api.pod_informer = informer
     informer.start()
     return informer
@@ -115,11 +110,7 @@ def start_job_watch(
 ) -> JobWatch:
     """TrainingJobs are watched by our own list+watch (kube.JobWatch), not kopf: each event
     only wakes loops, so kopf's per-event cycle bought nothing for its cost."""
-    to_loop = ToLoop(asyncio.get_running_loop())
-
-    def on_event(kind: str | None, body: dict[str, Any]) -> None:
-        to_loop.call(job_event, controller, sweeps, schedules, kind, body)
-
+    on_event = functools.partial(job_event, controller, sweeps, schedules)
     watch = JobWatch(controller.api.rest, config.namespaces, on_event)
     watch.start()
     return watch
@@ -173,6 +164,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     schedules = memo.get("schedules")
     if isinstance(schedules, ScheduleController):
         await schedules.stop()
+    if isinstance(controller, Controller):
+        await controller.api.close()
 
 
 @kopf.on.probe(id="reconcilers")

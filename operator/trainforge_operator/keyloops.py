@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,16 +134,19 @@ class Stoppable(Protocol):
 
 
 class KeyedController:
-    """What a controller built on `KeyLoops` shares: blocking API calls run in its own thread
-    pool (`_call`), and kopf's watch events reach the loops through notify/forget/stop.
-    Subclasses set `loops`, `executor` and `events`, and drop their per-object metrics in
-    `_forgotten`."""
+    """What a controller built on `KeyLoops` shares: API calls (`_call`, coroutines on the event
+    loop), blocking work such as object storage in its own small thread pool (`_blocking`), and
+    the watch events that reach the loops through notify/forget/stop. Subclasses set `loops`,
+    `executor` and `events`, and drop their per-object metrics in `_forgotten`."""
 
     loops: KeyLoops
     executor: ThreadPoolExecutor
     events: Stoppable
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return await fn(*args)
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
             self.executor, functools.partial(fn, *args)
         )
@@ -163,34 +165,3 @@ class KeyedController:
     async def stop(self) -> None:
         await self.loops.stop(self.events.stop())
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-class ToLoop:
-    """Calls from watch threads, run on the event loop in order, with one wake-up per batch.
-
-    `loop.call_soon_threadsafe` writes to the loop's self-pipe on every call: in a burst the
-    watch threads made one such write per pod or job event, about a tenth of the operator's
-    samples. Here a call only queues while an earlier one still waits for the loop, so a run of
-    events costs one write; the loop then runs them all, in the order they came."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._queued: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
-
-    def call(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run `fn(*args)` on the loop soon (from any thread)."""
-        with self._lock:
-            first = not self._queued
-            self._queued.append((fn, args))
-        if first:
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._lock:
-            calls, self._queued = self._queued, []
-        for fn, args in calls:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("a watch callback failed")

@@ -1,13 +1,12 @@
-"""Thin Kubernetes API access for the reconciler: a small REST client, called from threads.
+"""Thin Kubernetes API access for the reconciler: a small asyncio REST client (`rest.py`).
 
 Why not kopf: kopf watches and dispatches but is not a general API client; it can patch only the
 object being handled. The reconciler needs to list, create and delete children, replace the status
 with optimistic concurrency (resourceVersion, 409 on conflict) and post Events after the write.
 Why not the official `kubernetes` client: it validates every call with pydantic and costs ~28 MB
-at import (see `rest.py`). Calls block, so the controller runs each one on its own
-ThreadPoolExecutor of `apiConcurrency` threads (`loop.run_in_executor`), which keeps the event
-loop free. Every object is a plain camelCase dict, exactly what the pure builders and `decide()`
-use.
+at import (see `rest.py`). Every call is a coroutine on the operator's event loop, at most
+`apiConcurrency` in flight. Every object is a plain camelCase dict, exactly what the pure
+builders and `decide()` use.
 """
 
 from __future__ import annotations
@@ -16,11 +15,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+import aiohttp
 import orjson
-import urllib3
 
 from trainforge_api.base import GROUP, VERSION
 from trainforge_api.trainingjob import PLURAL
@@ -42,21 +41,22 @@ REJECTED = (400, 422)  # the API server refused an object built from the spec
 RETRYABLE = (408, 409, 429)
 
 
-def read_json(resp: Any) -> Obj:
-    """Parse a response body (read in full, so its connection is back in the pool)."""
-    data = orjson.loads(resp.data or b"{}")
-    return data if isinstance(data, dict) else {}
+def read_json(data: bytes) -> Obj:
+    """Parse a response body (a JSON object; {} for anything else)."""
+    parsed = orjson.loads(data or b"{}")
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def transient(err: BaseException) -> bool:
-    """An error of the moment (retry it): the network, or an API answer in `RETRYABLE` or 5xx.
+    """An error of the moment (retry it): the network (a timeout included), or an API answer in
+    `RETRYABLE` or 5xx.
 
     Anything else a pass raises, a 403 or a 404 included, was not foreseen and would fail the
     same way again; the controller marks the job Failed with it after a few tries instead of
     retrying it silently for ever."""
     if isinstance(err, ApiException):
         return retryable_status(err.status)
-    return isinstance(err, urllib3.exceptions.HTTPError | OSError)
+    return isinstance(err, aiohttp.ClientError | OSError)
 
 
 def retryable_status(status: int | None) -> bool:
@@ -89,16 +89,20 @@ class KubeApi:
     """The handful of API calls the reconciler makes; expected 404/409 are answers, not errors."""
 
     def __init__(self, rest: Rest | None = None, pool_size: int = 16) -> None:
-        # One HTTP connection per API thread; credentials as kopf's own login finds them.
+        # At most pool_size requests in flight; credentials as kopf's own login finds them.
         self.rest = rest or Rest(pool_size=pool_size)
         self.pod_informer: PodInformer | None = None  # set at the operator's startup (handlers.py)
 
-    def _send(
+    async def _send(
         self,
         verb: str,
         resource: str,
-        request: Callable[[], Any],
+        method: str,
+        path: str,
         *,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
         expected: Collection[int] = (),
         read: bool = True,
     ) -> Obj | None:
@@ -106,19 +110,25 @@ class KubeApi:
         status in `expected` is an answer: None. Any other failure is counted
         (trainforge_api_errors_total), logged and raised."""
         try:
-            resp = request()
+            data = await self.rest.request(
+                method, path, body=body, query=query, content_type=content_type
+            )
         except ApiException as err:
             if err.status in expected:
                 return None
             metrics.API_ERRORS.labels(verb=verb, resource=resource).inc()
             log.warning("%s %s failed: %s %s", verb, resource, err.status, err.reason)
             raise
-        return read_json(resp) if read else {}
+        return read_json(data) if read else {}
 
-    def get_job(self, namespace: str, name: str) -> Obj | None:
+    async def close(self) -> None:
+        """End the HTTP session (the operator's cleanup)."""
+        await self.rest.close()
+
+    async def get_job(self, namespace: str, name: str) -> Obj | None:
         """The TrainingJob, or None when it does not exist."""
         path = custom_path(GROUP, VERSION, PLURAL, namespace, name)
-        return self._send("get", PLURAL, lambda: self.rest.request("GET", path), expected=ABSENT)
+        return await self._send("get", PLURAL, "GET", path, expected=ABSENT)
 
     def departed_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object the pod informer saw deleted (empty without an informer)."""
@@ -131,7 +141,7 @@ class KubeApi:
         informer = self.pod_informer
         return informer.pods(namespace, job, uid) if informer is not None else None
 
-    def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
+    async def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """Pods of this job object (the uid label excludes a deleted namesake's pods): from the
         pod informer once it has listed the namespace, else from the API server."""
         cached = self.cached_pods(namespace, job, uid)
@@ -139,41 +149,34 @@ class KubeApi:
             return cached
         query = {"labelSelector": job_pods_selector(job, uid)}
         path = core_path("pods", namespace)
-        listing = self._send("list", "pods", lambda: self.rest.request("GET", path, query=query))
+        listing = await self._send("list", "pods", "GET", path, query=query)
         items = (listing or {}).get("items") or []
         return [p for p in items if isinstance(p, dict)]
 
-    def exists(self, kind: str, namespace: str, name: str) -> bool:
+    async def exists(self, kind: str, namespace: str, name: str) -> bool:
         resource = {"Service": "services", "ConfigMap": "configmaps"}[kind]
         path = core_path(resource, namespace, name)
-        found = self._send(
-            "get", resource, lambda: self.rest.request("GET", path), expected=ABSENT, read=False
-        )
+        found = await self._send("get", resource, "GET", path, expected=ABSENT, read=False)
         return found is not None
 
-    def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+    async def read_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The ConfigMap's data, or None when it does not exist."""
         path = core_path("configmaps", namespace, name)
-        cm = self._send(
-            "get", "configmaps", lambda: self.rest.request("GET", path), expected=ABSENT
-        )
+        cm = await self._send("get", "configmaps", "GET", path, expected=ABSENT)
         if cm is None:
             return None
         return {str(k): str(v) for k, v in (cm.get("data") or {}).items()}
 
-    def update_configmap(self, obj: Obj) -> None:
+    async def update_configmap(self, obj: Obj) -> None:
         """Replace the data of an existing ConfigMap we own."""
         meta = obj["metadata"]
         path = core_path("configmaps", meta["namespace"], meta["name"])
         body = {"data": obj["data"]}
-        self._send(
-            "patch",
-            "configmaps",
-            lambda: self.rest.request("PATCH", path, body=body, content_type=PATCH),
-            read=False,
+        await self._send(
+            "patch", "configmaps", "PATCH", path, body=body, content_type=PATCH, read=False
         )
 
-    def create(self, obj: Obj) -> bool:
+    async def create(self, obj: Obj) -> bool:
         """Create a child; an AlreadyExists (409) is success (False): names are deterministic."""
         kind = obj["kind"]
         namespace = obj["metadata"]["namespace"]
@@ -182,12 +185,8 @@ class KubeApi:
             raise ValueError(f"the operator does not create {kind} objects")
         path = core_path(resource, namespace)
         try:
-            created = self._send(
-                "create",
-                resource,
-                lambda: self.rest.request("POST", path, body=obj),
-                expected=EXISTS,
-                read=False,
+            created = await self._send(
+                "create", resource, "POST", path, body=obj, expected=EXISTS, read=False
             )
         except ApiException as err:
             message = f"{kind} {obj['metadata']['name']}: {_server_message(err)}"
@@ -196,7 +195,7 @@ class KubeApi:
             raise ChildCreateError(f"{message} (HTTP {err.status})", err.status) from err
         return created is not None
 
-    def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
+    async def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
         """Delete the pod `name`, and only the object with `uid` when one is given.
 
         Worker names are the same in every attempt, so a delete decided on an older view (an
@@ -205,20 +204,15 @@ class KubeApi:
         answers 409 instead, which means the pod meant is already gone."""
         path = core_path("pods", namespace, name)
         body: Obj | None = {"preconditions": {"uid": uid}} if uid else None
-        self._send(
-            "delete",
-            "pods",
-            lambda: self.rest.request("DELETE", path, body=body),
-            expected=STALE if uid else ABSENT,
-            read=False,
-        )
+        expected = STALE if uid else ABSENT
+        await self._send("delete", "pods", "DELETE", path, body=body, expected=expected, read=False)
 
-    def replace_status(self, body: Obj, status: Obj) -> Obj | None:
+    async def replace_status(self, body: Obj, status: Obj) -> Obj | None:
         """PUT the TrainingJob's status at the observed resourceVersion: the stored object,
         None on 404/409."""
-        return self.replace_custom_status(PLURAL, body, status)
+        return await self.replace_custom_status(PLURAL, body, status)
 
-    def replace_custom_status(self, plural: str, body: Obj, status: Obj) -> Obj | None:
+    async def replace_custom_status(self, plural: str, body: Obj, status: Obj) -> Obj | None:
         """PUT the status of a `plural` object at the observed resourceVersion: the stored
         object, None on 404/409 (gone, or changed since it was read)."""
         meta = body["metadata"]
@@ -234,32 +228,23 @@ class KubeApi:
             "status": status,
         }
         path = custom_path(GROUP, VERSION, plural, meta["namespace"], meta["name"]) + "/status"
-        return self._send(
-            "update",
-            plural + "/status",
-            lambda: self.rest.request("PUT", path, body=obj),
-            expected=STALE,
-        )
+        return await self._send("update", plural + "/status", "PUT", path, body=obj, expected=STALE)
 
     # --- Kueue (kueue.py): the job's Workload and what its admission names -----------------------
 
-    def get_kueue(self, plural: str, name: str, namespace: str | None = None) -> Obj | None:
+    async def get_kueue(self, plural: str, name: str, namespace: str | None = None) -> Obj | None:
         """A Kueue object (v1beta2): namespaced when `namespace` is given, else cluster-scoped;
         None when it does not exist."""
         path = custom_path(kueue.GROUP, kueue.VERSION, plural, namespace or "", name)
-        return self._send("get", plural, lambda: self.rest.request("GET", path), expected=ABSENT)
+        return await self._send("get", plural, "GET", path, expected=ABSENT)
 
-    def create_workload(self, obj: Obj) -> bool:
+    async def create_workload(self, obj: Obj) -> bool:
         """Create the job's Workload; AlreadyExists is success (False): the name is fixed."""
         meta = obj["metadata"]
         path = custom_path(kueue.GROUP, kueue.VERSION, kueue.WORKLOADS, meta["namespace"])
         try:
-            created = self._send(
-                "create",
-                kueue.WORKLOADS,
-                lambda: self.rest.request("POST", path, body=obj),
-                expected=EXISTS,
-                read=False,
+            created = await self._send(
+                "create", kueue.WORKLOADS, "POST", path, body=obj, expected=EXISTS, read=False
             )
         except ApiException as err:
             if err.status in REJECTED:
@@ -269,7 +254,7 @@ class KubeApi:
             raise
         return created is not None
 
-    def replace_workload_status(self, workload: Obj) -> Obj | None:
+    async def replace_workload_status(self, workload: Obj) -> Obj | None:
         """PUT a Workload's status at its observed resourceVersion: the stored object, None
         when it changed since (Kueue wrote it meanwhile) or is gone."""
         meta = workload["metadata"]
@@ -279,25 +264,15 @@ class KubeApi:
             )
             + "/status"
         )
-        return self._send(
-            "update",
-            kueue.WORKLOADS + "/status",
-            lambda: self.rest.request("PUT", path, body=workload),
-            expected=STALE,
-        )
+        resource = kueue.WORKLOADS + "/status"
+        return await self._send("update", resource, "PUT", path, body=workload, expected=STALE)
 
-    def delete_job(self, namespace: str, name: str) -> None:
+    async def delete_job(self, namespace: str, name: str) -> None:
         path = custom_path(GROUP, VERSION, PLURAL, namespace, name)
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-        self._send(
-            "delete",
-            PLURAL,
-            lambda: self.rest.request("DELETE", path, body=body),
-            expected=ABSENT,
-            read=False,
-        )
+        await self._send("delete", PLURAL, "DELETE", path, body=body, expected=ABSENT, read=False)
 
-    def post_event(self, body: Obj, event: Event, now: dt.datetime) -> None:
+    async def post_event(self, body: Obj, event: Event, now: dt.datetime) -> None:
         """A core/v1 Event on the TrainingJob; failures are counted and logged, never fatal."""
         meta = body["metadata"]
         stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -322,9 +297,7 @@ class KubeApi:
         }
         path = core_path("events", meta["namespace"])
         with contextlib.suppress(ApiException):
-            self._send(
-                "create", "events", lambda: self.rest.request("POST", path, body=ev), read=False
-            )
+            await self._send("create", "events", "POST", path, body=ev, read=False)
 
 
 class PodInformer(ListWatch):
@@ -332,13 +305,13 @@ class PodInformer(ListWatch):
 
     A pass used to LIST its job's pods from the API server (about 1.5 uncached LISTs per job in
     a burst) and every pod event went through kopf's per-event machinery only to wake the job.
-    Here one thread per namespace lists the worker pods once, then follows their watch (raw JSON
-    lines, kept slim: see `_slim`) and calls `on_change(namespace, job)` for every
-    event. `pods()` answers from memory once the first list of that namespace is in; until then
-    (or after `stop()`) it returns None and the caller lists. Like any informer it can lag the
-    API server by a watch event; passes are level-triggered, so the event that ends the lag
-    wakes the job again. A relist after a cut or a 410 replaces the namespace's pods and wakes
-    every job whose pods it saw change.
+    Here one task per namespace lists the worker pods once, then follows their watch (raw JSON
+    lines, kept slim: see `_slim`) and calls `on_change(namespace, job)` for every event, on
+    the event loop. `pods()` answers from memory once the first list of that namespace is in;
+    until then (or after `stop()`) it returns None and the caller lists. Like any informer it
+    can lag the API server by a watch event; passes are level-triggered, so the event that ends
+    the lag wakes the job again. A relist after a cut or a 410 replaces the namespace's pods and
+    wakes every job whose pods it saw change.
     """
 
     def __init__(
@@ -358,30 +331,26 @@ class PodInformer(ListWatch):
         self._synced: set[str] = set()
 
     def stop(self) -> None:
-        with self._lock:
-            self._synced.clear()
+        self._synced.clear()
         super().stop()
 
     def pods(self, namespace: str, job: str, uid: str) -> list[Obj] | None:
         """This job object's pods from memory; None while the namespace is not listed yet."""
-        with self._lock:
-            if namespace not in self._synced and "" not in self._synced:
-                return None
-            found = self._pods.get((namespace, job), {})
-            return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
+        if namespace not in self._synced and "" not in self._synced:
+            return None
+        found = self._pods.get((namespace, job), {})
+        return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
 
     def departed(self, namespace: str, job: str, uid: str) -> list[Obj]:
         """This job object's pods the watch saw deleted, as they were last seen."""
-        with self._lock:
-            found = self._departed.get((namespace, job), {})
-            return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
+        found = self._departed.get((namespace, job), {})
+        return [p for p in found.values() if pod_labels(p).get(LABEL_UID) == uid]
 
     def forget(self, namespace: str, job: str) -> None:
         """The job is gone: drop what is remembered of its deleted pods."""
-        with self._lock:
-            self._departed.pop((namespace, job), None)
+        self._departed.pop((namespace, job), None)
 
-    # --- on the watch thread (rest.ListWatch) ----------------------------------------------------
+    # --- from the watch task (rest.ListWatch) ----------------------------------------------------
 
     def _listed(self, namespace: str, items: list[Obj]) -> None:
         fresh: dict[tuple[str, str], dict[str, Obj]] = {}
@@ -389,13 +358,12 @@ class PodInformer(ListWatch):
             key = _pod_key(pod)
             if key is not None:
                 fresh.setdefault(key[:2], {})[key[2]] = _slim(pod)
-        with self._lock:
-            mine = {k for k in self._pods if not namespace or k[0] == namespace}
-            changed = {k for k in mine | set(fresh) if self._pods.get(k) != fresh.get(k)}
-            for k in mine - set(fresh):
-                del self._pods[k]
-            self._pods.update(fresh)
-            self._synced.add(namespace)
+        mine = {k for k in self._pods if not namespace or k[0] == namespace}
+        changed = {k for k in mine | set(fresh) if self._pods.get(k) != fresh.get(k)}
+        for k in mine - set(fresh):
+            del self._pods[k]
+        self._pods.update(fresh)
+        self._synced.add(namespace)
         for ns, job in changed:
             self.on_change(ns, job)
 
@@ -404,26 +372,25 @@ class PodInformer(ListWatch):
         if key is None:
             return
         ns, job, name = key
-        with self._lock:
-            if kind == "DELETED":
-                self._pods.get((ns, job), {}).pop(name, None)
-                self._departed.setdefault((ns, job), {})[name] = _slim(pod)
-            else:
-                self._pods.setdefault((ns, job), {})[name] = _slim(pod)
-                self._departed.get((ns, job), {}).pop(name, None)
+        if kind == "DELETED":
+            self._pods.get((ns, job), {}).pop(name, None)
+            self._departed.setdefault((ns, job), {})[name] = _slim(pod)
+        else:
+            self._pods.setdefault((ns, job), {})[name] = _slim(pod)
+            self._departed.get((ns, job), {}).pop(name, None)
         self.on_change(ns, job)
 
 
 class JobWatch(ListWatch):
-    """Every TrainingJob's watch events, as `on_event(type, body)`, from one list+watch per
-    namespace in a thread, instead of kopf's watch of TrainingJobs.
+    """Every TrainingJob's watch events, as `on_event(type, body)`, from one list+watch task per
+    namespace, instead of kopf's watch of TrainingJobs.
 
     kopf's cycle per watch event (memories, a Body view, three loggers, the cause detection,
     the handler registry, a patch to apply) was a sixth of the operator's CPU in a burst, only to
     wake a job's loop: every handler here only wakes loops. After a relist (the start, a cut
     watch, a 410) every listed job comes as `type` None, as kopf sends them, and a job that
     vanished since the last list as DELETED, which kopf never sent. `on_event` is called on
-    this thread (handlers.start_job_watch moves it to the event loop)."""
+    the event loop."""
 
     def __init__(
         self,
@@ -438,15 +405,14 @@ class JobWatch(ListWatch):
 
     def _listed(self, namespace: str, items: list[Obj]) -> None:
         fresh = {k: job for job in items if (k := _job_key(job)) is not None}
-        with self._lock:
-            gone = [
-                meta
-                for k, meta in self._known.items()
-                if (not namespace or k[0] == namespace) and k not in fresh
-            ]
-            for meta in gone:
-                self._known.pop((meta["namespace"], meta["name"]), None)
-            self._known.update((k, _job_meta(job)) for k, job in fresh.items())
+        gone = [
+            meta
+            for k, meta in self._known.items()
+            if (not namespace or k[0] == namespace) and k not in fresh
+        ]
+        for meta in gone:
+            self._known.pop((meta["namespace"], meta["name"]), None)
+        self._known.update((k, _job_meta(job)) for k, job in fresh.items())
         for meta in gone:
             self.on_event("DELETED", {"metadata": meta})
         for job in fresh.values():
@@ -456,11 +422,10 @@ class JobWatch(ListWatch):
         key = _job_key(job)
         if key is None:
             return
-        with self._lock:
-            if kind == "DELETED":
-                self._known.pop(key, None)
-            else:
-                self._known[key] = _job_meta(job)
+        if kind == "DELETED":
+            self._known.pop(key, None)
+        else:
+            self._known[key] = _job_meta(job)
         self.on_event(kind, job)
 
 

@@ -36,38 +36,30 @@ class OwnerApi:
         why_rejected: Callable[[ApiException], object] = _server_message,
     ) -> None:
         self.kube = kube
-        self.rest = kube.rest
         self.plural = plural
         self.label = label
         self.why_rejected = why_rejected
 
-    def get(self, namespace: str, name: str) -> Obj | None:
+    async def get(self, namespace: str, name: str) -> Obj | None:
         """The owner object, or None when it does not exist."""
         path = custom_path(GROUP, VERSION, self.plural, namespace, name)
-        return self.kube._send(
-            "get", self.plural, lambda: self.rest.request("GET", path), expected=ABSENT
-        )
+        return await self.kube._send("get", self.plural, "GET", path, expected=ABSENT)
 
-    def list_children(self, namespace: str, owner: str) -> list[Obj]:
+    async def list_children(self, namespace: str, owner: str) -> list[Obj]:
         """The owner's TrainingJobs by label (ownership by uid is the caller's check)."""
         path = custom_path(GROUP, VERSION, JOBS, namespace)
         query = {"labelSelector": f"{self.label}={owner}"}
-        listing = self.kube._send("list", JOBS, lambda: self.rest.request("GET", path, query=query))
+        listing = await self.kube._send("list", JOBS, "GET", path, query=query)
         items = (listing or {}).get("items") or []
         return [i for i in items if isinstance(i, dict)]
 
-    def create_child(self, body: Obj) -> bool:
+    async def create_child(self, body: Obj) -> bool:
         """Create a TrainingJob; AlreadyExists is success (False): child names are deterministic."""
         meta = body["metadata"]
+        path = custom_path(GROUP, VERSION, JOBS, meta["namespace"])
         try:
-            created = self.kube._send(
-                "create",
-                JOBS,
-                lambda: self.rest.request(
-                    "POST", custom_path(GROUP, VERSION, JOBS, meta["namespace"]), body=body
-                ),
-                expected=EXISTS,
-                read=False,
+            created = await self.kube._send(
+                "create", JOBS, "POST", path, body=body, expected=EXISTS, read=False
             )
         except ApiException as err:
             if err.status in REJECTED:
@@ -77,17 +69,20 @@ class OwnerApi:
             raise
         return created is not None
 
-    def annotate_child(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+    async def annotate_child(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         patch = {"metadata": {"annotations": annotations}}
         path = custom_path(GROUP, VERSION, JOBS, namespace, name)
-        self.kube._send(
+        await self.kube._send(
             "patch",
             JOBS,
-            lambda: self.rest.request("PATCH", path, body=patch, content_type=PATCH),
+            "PATCH",
+            path,
+            body=patch,
+            content_type=PATCH,
             expected=ABSENT,
             read=False,
         )
 
-    def replace_status(self, body: Obj, status: Obj) -> Obj | None:
+    async def replace_status(self, body: Obj, status: Obj) -> Obj | None:
         """PUT the owner's status at the observed resourceVersion; None on 404/409."""
-        return self.kube.replace_custom_status(self.plural, body, status)
+        return await self.kube.replace_custom_status(self.plural, body, status)

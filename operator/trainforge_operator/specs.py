@@ -4,22 +4,25 @@
 0.5 ms on this machine. A pass parsed it twice (decide and the job-state metric) and a job goes
 through several passes per phase (every pod event wakes one), for a spec that rarely changes.
 So the outcome (the model, or the InvalidSpecError message) is kept per job name and spec
-content, the spec's canonical JSON: any edit is a new key, so nothing stale is ever answered.
-The models are only read, never mutated, so a pass can share them.
+content, the spec's canonical JSON (orjson with sorted keys: the standard library's took 3 % of
+the operator's CPU in a burst): any edit is a new key, so nothing stale is ever answered. The
+models are only read, never mutated, so a pass can share them.
 """
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from trainforge_api.context import InvalidSpecError, parse_spec
 from trainforge_api.trainingjob import TrainingJobSpec
 
+SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 MAX_SPECS = 1024  # a few MB at most; more jobs than this only parse more often
-_parsed: OrderedDict[tuple[str, str], TrainingJobSpec | str] = OrderedDict()
+_parsed: OrderedDict[tuple[str, bytes], TrainingJobSpec | str] = OrderedDict()
 
 
 def spec_of(manifest: Mapping[str, Any]) -> TrainingJobSpec:
@@ -29,7 +32,7 @@ def spec_of(manifest: Mapping[str, Any]) -> TrainingJobSpec:
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
     if not isinstance(spec_raw, Mapping) or not isinstance(name, str):
         return parse_spec(manifest)
-    key = (name, json.dumps(spec_raw, sort_keys=True, separators=(",", ":"), default=str))
+    key = (name, orjson.dumps(spec_raw, default=str, option=SORTED))
     found = _parsed.get(key)
     if found is None:
         try:

@@ -50,9 +50,7 @@ class SweepController(KeyedController):
         self.api = OwnerApi(api, PLURAL, LABEL_SWEEP, why_rejected=lambda err: err.body)
         self.clock = clock
         self.loops = KeyLoops("sweep", self.reconcile, idle=config.resync_seconds, logger=log)
-        self.executor = ThreadPoolExecutor(
-            max_workers=max(2, config.api_concurrency // 4), thread_name_prefix="sweep-api"
-        )
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sweep-report")
         self.events = EventPoster(functools.partial(self._call, api.post_event), clock, at_once=2)
         sweepmetrics.register_collector()
 
@@ -88,7 +86,7 @@ class SweepController(KeyedController):
             log.warning("sweep %s/%s: %s", *key, err)
             plan = _decide(dataclasses.replace(observed, rejected=str(err)))
         if plan.report is not None:
-            error = await self._call(_upload_report, key[1], plan.report)
+            error = await self._blocking(_upload_report, key[1], plan.report)
             _record_report(plan, observed, error)
         if await self._write_status(observed.body, plan):
             if plan.events:

@@ -79,7 +79,7 @@ def test_env_without_a_name_is_invalid_spec_with_the_message(
 class BrokenApi(KubeApi):
     """The real adapter with an operator bug in one call: listing pods raises KeyError."""
 
-    def list_pods(self, namespace: str, job: str, uid: str) -> list[Any]:
+    async def list_pods(self, namespace: str, job: str, uid: str) -> list[Any]:
         raise KeyError("items")
 
 
@@ -101,6 +101,7 @@ def test_an_unforeseen_error_fails_the_job_with_it(
                     return
         finally:
             await controller.stop()
+            await controller.api.close()
 
     asyncio.run(run())
     status = c.status("bug")

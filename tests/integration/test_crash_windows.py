@@ -62,23 +62,23 @@ class CrashingApi(KubeApi):
         self.crashed = True
         raise Crash(self.crash)
 
-    def create(self, obj: Obj) -> bool:
-        new = super().create(obj)
+    async def create(self, obj: Obj) -> bool:
+        new = await super().create(obj)
         if new and obj["kind"] == "Pod":
             labels = obj["metadata"]["labels"]
             self.creations[(labels[ATTEMPT], labels[INDEX])] += 1
         return new
 
-    def replace_status(self, body: Obj, status: Obj) -> Obj | None:
+    async def replace_status(self, body: Obj, status: Obj) -> Obj | None:
         if self.crash == "after-create":
             self._die()
-        return super().replace_status(body, status)
+        return await super().replace_status(body, status)
 
-    def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
+    async def delete_pod(self, namespace: str, name: str, uid: str = "") -> None:
         if self.crash == "after-write" or (self.crash == "mid-delete" and self.deletes >= 1):
             self._die()
         self.deletes += 1
-        super().delete_pod(namespace, name, uid)
+        await super().delete_pod(namespace, name, uid)
 
 
 @dataclass
@@ -100,6 +100,7 @@ class Run:
                 await asyncio.sleep(0)  # let the Event posts start
             finally:
                 await controller.stop()
+                await api.close()
 
         with contextlib.suppress(Crash):
             asyncio.run(run())
@@ -265,11 +266,11 @@ class LaggingApi(CrashingApi):
     """The real adapter, but its pods are an older view: an informer that lags, or a new
     operator's informer whose first list is older than the LIST the pass before it made."""
 
-    def __init__(self, api_client: Any, creations: Counter[tuple[str, str]], view: list[Obj]):
-        super().__init__(api_client, creations)
+    def __init__(self, creations: Counter[tuple[str, str]], view: list[Obj]):
+        super().__init__(creations)
         self.view = view
 
-    def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
+    async def list_pods(self, namespace: str, job: str, uid: str) -> list[Obj]:
         return self.view
 
 
@@ -298,7 +299,7 @@ def test_a_delete_decided_on_an_older_view_spares_the_next_attempt(
     new = {p.metadata.name: p.metadata.uid for p in run.pods()}
     assert sorted(new) == workers()
 
-    lagging = LaggingApi(kube_client, run.creations, attempt0)
+    lagging = LaggingApi(run.creations, attempt0)
     controller = Controller(run.config, lagging, AnnotationProgressSource())
 
     async def lagging_pass() -> None:

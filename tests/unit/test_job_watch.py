@@ -3,6 +3,7 @@ handlers.job_event wakes for them (the job's, its sweep's, its schedule's)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -16,9 +17,8 @@ def job(name: str, version: str = "1", **labels: str) -> dict[str, Any]:
     return {"metadata": meta, "spec": {}}
 
 
-class Listing:
-    def __init__(self, items: list[Any]) -> None:
-        self.data = json.dumps({"metadata": {"resourceVersion": "9"}, "items": items}).encode()
+def listing(items: list[Any]) -> bytes:
+    return json.dumps({"metadata": {"resourceVersion": "9"}, "items": items}).encode()
 
 
 class Api(Rest):
@@ -27,10 +27,15 @@ class Api(Rest):
     def __init__(self, items: list[Any]) -> None:
         self.items = items
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Listing:
+    async def request(self, method: str, path: str, **kwargs: Any) -> bytes:
         assert (method, path) == ("GET", "/apis/trainforge.io/v1alpha1/namespaces/ml/trainingjobs")
         assert kwargs["query"]["labelSelector"] is None  # every job: not only our own
-        return Listing(self.items)
+        return listing(self.items)
+
+
+def relist(w: JobWatch) -> str:
+    """One list of the namespace, as the watch's task makes it."""
+    return asyncio.run(w._relist("ml"))
 
 
 def watch(items: list[Any]) -> tuple[JobWatch, list[tuple[str | None, str]], Api]:
@@ -42,23 +47,23 @@ def watch(items: list[Any]) -> tuple[JobWatch, list[tuple[str | None, str]], Api
 
 def test_a_list_sends_every_job_as_kopf_did_and_a_vanished_job_as_deleted() -> None:
     w, seen, api = watch([job("a"), job("b", owner="s")])
-    assert w._relist("ml") == "9"
+    assert relist(w) == "9"
     assert sorted(seen) == [(None, "a"), (None, "b")]
     seen.clear()
     api.items = [job("a", "2")]  # b was deleted while the watch was cut
-    w._relist("ml")
+    relist(w)
     assert seen == [("DELETED", "b"), (None, "a")]
 
 
 def test_watch_events_pass_through_and_a_deleted_job_is_forgotten() -> None:
     w, seen, _ = watch([])
-    w._relist("ml")
+    relist(w)
     w._apply("ADDED", job("a"))
     w._apply("MODIFIED", job("a", "2"))
     w._apply("DELETED", job("a", "3"))
     assert seen == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
     seen.clear()
-    w._relist("ml")  # nothing listed, nothing known: no second DELETED
+    relist(w)  # nothing listed, nothing known: no second DELETED
     assert seen == []
 
 

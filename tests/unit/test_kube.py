@@ -4,17 +4,21 @@ ChildCreateError); only errors of the moment are transient."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
-import urllib3
 from prometheus_client import REGISTRY
 
 from trainforge_operator.kube import ChildCreateError, ChildRejectedError, KubeApi, transient
 from trainforge_operator.plan import Event
 from trainforge_operator.rest import ApiException, Rest
+
+T = TypeVar("T")
 
 POD = {"kind": "Pod", "metadata": {"name": "digits-worker-0", "namespace": "ml"}}
 JOB = {
@@ -24,27 +28,26 @@ JOB = {
 }
 
 
-class Response:
-    def __init__(self, obj: object) -> None:
-        self.data = json.dumps(obj).encode()
-
-
 class Fake(Rest):
     """Every request answers with `outcome`: an ApiException status, or a JSON body."""
 
     def __init__(self, outcome: int | object) -> None:
         self.outcome = outcome
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request(self, method: str, path: str, **kwargs: Any) -> bytes:
         assert path.startswith(("/api/v1/namespaces/ml/", "/apis/trainforge.io/v1alpha1/")), path
         if isinstance(self.outcome, int):
             body = json.dumps({"message": "spec.volumes[2].name: Duplicate value"})
             raise ApiException(self.outcome, "Because", body)
-        return Response(self.outcome)
+        return json.dumps(self.outcome).encode()
 
 
 def api(outcome: int | object) -> KubeApi:
     return KubeApi(Fake(outcome))
+
+
+def run(call: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(call)
 
 
 def errors(verb: str | None = None, resource: str | None = None) -> float:
@@ -77,27 +80,27 @@ def errors(verb: str | None = None, resource: str | None = None) -> float:
 )
 def test_expected_statuses_are_answers(call: Any, status: int, answer: object) -> None:
     before = errors()
-    assert call(api(status)) == answer
+    assert run(call(api(status))) == answer
     assert errors() == before
 
 
 def test_other_failures_are_counted_and_raised() -> None:
     before = errors("list", "pods")
     with pytest.raises(ApiException):
-        api(500).list_pods("ml", "digits", "u")
+        run(api(500).list_pods("ml", "digits", "u"))
     assert errors("list", "pods") == before + 1
 
 
 @pytest.mark.parametrize("status", [400, 422])
 def test_a_refused_child_is_a_rejected_spec(status: int) -> None:
     with pytest.raises(ChildRejectedError, match=r"^Pod digits-worker-0: spec\.volumes.*Duplicate"):
-        api(status).create(POD)
+        run(api(status).create(POD))
 
 
 @pytest.mark.parametrize("status", [403, 404, 429, 500, 503])
 def test_another_refused_create_quotes_the_server(status: int) -> None:
     with pytest.raises(ChildCreateError) as refused:
-        api(status).create(POD)
+        run(api(status).create(POD))
     assert str(refused.value) == (
         f"Pod digits-worker-0: spec.volumes[2].name: Duplicate value (HTTP {status})"
     )
@@ -113,7 +116,9 @@ def test_another_refused_create_quotes_the_server(status: int) -> None:
         (ApiException(500), True),
         (ApiException(503), True),
         (ApiException(0), True),
-        (urllib3.exceptions.ProtocolError("cut"), True),
+        (aiohttp.ServerDisconnectedError(), True),
+        (aiohttp.ClientPayloadError("cut mid-answer"), True),
+        (TimeoutError(), True),
         (ConnectionRefusedError(), True),
         (ApiException(400), False),
         (ApiException(403), False),
@@ -130,27 +135,29 @@ def test_a_pod_is_deleted_by_the_uid_it_was_decided_on() -> None:
     sent: dict[str, Any] = {}
 
     class Recording(Fake):
-        def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        async def request(self, method: str, path: str, **kwargs: Any) -> bytes:
             sent.update(kwargs, method=method, path=path)
-            return Response({})
+            return b"{}"
 
-    KubeApi(Recording({})).delete_pod("ml", "digits-worker-0", "uid-1")
+    run(KubeApi(Recording({})).delete_pod("ml", "digits-worker-0", "uid-1"))
     assert sent == {
         "method": "DELETE",
         "path": "/api/v1/namespaces/ml/pods/digits-worker-0",
         "body": {"preconditions": {"uid": "uid-1"}},
+        "query": None,
+        "content_type": "application/json",
     }
 
 
 def test_a_failed_event_post_is_never_fatal() -> None:
     before = errors("create", "events")
-    api(403).post_event(JOB, Event("Normal", "Created", "hi"), dt.datetime.now(dt.UTC))
+    run(api(403).post_event(JOB, Event("Normal", "Created", "hi"), dt.datetime.now(dt.UTC)))
     assert errors("create", "events") == before + 1
 
 
 def test_bodies_are_parsed_or_handed_back() -> None:
     listing = {"items": [POD, "junk"]}
-    assert api(listing).list_pods("ml", "digits", "u") == [POD]
-    assert api({"data": {"a": 1}}).read_configmap_data("ml", "x") == {"a": "1"}
-    assert api({}).create(POD) is True
-    assert api({}).exists("ConfigMap", "ml", "x") is True
+    assert run(api(listing).list_pods("ml", "digits", "u")) == [POD]
+    assert run(api({"data": {"a": 1}}).read_configmap_data("ml", "x")) == {"a": "1"}
+    assert run(api({}).create(POD)) is True
+    assert run(api({}).exists("ConfigMap", "ml", "x")) is True

@@ -3,6 +3,7 @@ memory, which jobs they wake, and that a pass falls back to a LIST until the fir
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,9 +19,8 @@ def pod(name: str, job: str, uid: str = "u1", ns: str = "ml", phase: str = "Pend
     return {"metadata": meta, "spec": spec, "status": {"phase": phase}}
 
 
-class Listing:
-    def __init__(self, items: list[Any]) -> None:
-        self.data = json.dumps({"metadata": {"resourceVersion": "7"}, "items": items}).encode()
+def listing(items: list[Any]) -> bytes:
+    return json.dumps({"metadata": {"resourceVersion": "7"}, "items": items}).encode()
 
 
 class Core(Rest):
@@ -30,10 +30,10 @@ class Core(Rest):
         self.items = items
         self.selectors: list[str] = []
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Listing:
+    async def request(self, method: str, path: str, **kwargs: Any) -> bytes:
         assert (method, path) == ("GET", "/api/v1/namespaces/ml/pods"), (method, path)
         self.selectors.append(kwargs["query"]["labelSelector"])
-        return Listing([p for p in self.items if p["metadata"]["namespace"] == "ml"])
+        return listing([p for p in self.items if p["metadata"]["namespace"] == "ml"])
 
 
 class Refuse(Rest):
@@ -41,8 +41,13 @@ class Refuse(Rest):
 
     def __init__(self) -> None: ...
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request(self, method: str, path: str, **kwargs: Any) -> bytes:
         raise AssertionError(f"unexpected {method} {path}")
+
+
+def relist(inf: PodInformer | Any, namespace: str = "ml") -> str:
+    """One list of the namespace, as the informer's task makes it."""
+    return asyncio.run(inf._relist(namespace))  # type: ignore[no-any-return]
 
 
 def informer(items: list[Any]) -> tuple[PodInformer, list[tuple[str, str]], Core]:
@@ -63,7 +68,7 @@ def test_nothing_is_answered_before_the_first_list() -> None:
 
 def test_the_list_asks_the_apiserver_for_worker_pods_only_and_wakes_their_jobs() -> None:
     inf, woken, core = informer([pod("a-worker-0", "a"), pod("b-worker-0", "b")])
-    assert inf._relist("ml") == "7"
+    assert relist(inf) == "7"
     assert core.selectors == [WORKER_POD_SELECTOR]
     assert sorted(woken) == [("ml", "a"), ("ml", "b")]
     found = inf.pods("ml", "a", "u1")
@@ -76,13 +81,13 @@ def test_the_list_asks_the_apiserver_for_worker_pods_only_and_wakes_their_jobs()
 
 def test_a_deleted_namesakes_pods_are_not_this_jobs() -> None:
     inf, _, _ = informer([pod("a-worker-0", "a", uid="old")])
-    inf._relist("ml")
+    relist(inf)
     assert inf.pods("ml", "a", "u1") == []
 
 
 def test_watch_events_update_memory_and_wake_the_job() -> None:
     inf, woken, _ = informer([])
-    inf._relist("ml")
+    relist(inf)
     inf._apply("ADDED", pod("a-worker-0", "a"))
     inf._apply("MODIFIED", pod("a-worker-0", "a", phase="Running"))
     found = inf.pods("ml", "a", "u1")
@@ -95,10 +100,10 @@ def test_watch_events_update_memory_and_wake_the_job() -> None:
 
 def test_a_relist_drops_pods_deleted_while_the_watch_was_cut() -> None:
     inf, woken, core = informer([pod("a-worker-0", "a")])
-    inf._relist("ml")
+    relist(inf)
     core.items = []
     woken.clear()
-    inf._relist("ml")
+    relist(inf)
     assert inf.pods("ml", "a", "u1") == []
     assert woken == [("ml", "a")]
 
@@ -107,8 +112,8 @@ def test_list_pods_reads_memory_once_listed() -> None:
     inf, _, _ = informer([pod("a-worker-0", "a")])
     kube = KubeApi(Refuse())  # a LIST would fail loudly
     kube.pod_informer = inf
-    inf._relist("ml")
-    assert names(kube.list_pods("ml", "a", "u1")) == ["a-worker-0"]
+    relist(inf)
+    assert names(asyncio.run(kube.list_pods("ml", "a", "u1"))) == ["a-worker-0"]
     inf.stop()
     assert inf.pods("ml", "a", "u1") is None
 
@@ -116,7 +121,7 @@ def test_list_pods_reads_memory_once_listed() -> None:
 def test_a_deleted_pod_is_remembered_as_last_seen_until_a_namesake_appears() -> None:
     """Why a worker vanished: the pod GC marks a lost node's pods, then deletes them."""
     inf, _, _ = informer([])
-    inf._relist("ml")
+    relist(inf)
     marked = pod("a-worker-0", "a", phase="Failed")
     marked["status"]["conditions"] = [
         {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC"}

@@ -12,7 +12,7 @@ from typing import Any
 
 from trainforge_api.trainingjob import Phase, TrainingJobSpec
 from trainforge_operator import builders, pods
-from trainforge_operator.policies.state import PENDING_REQUEUE, Pass
+from trainforge_operator.policies.state import Pass
 from trainforge_operator.status import condition_true, iso, parse_progress, record_history
 
 Obj = dict[str, Any]
@@ -108,7 +108,11 @@ def running(p: Pass, current: list[Obj]) -> None:
 
 
 def waiting(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:
-    """Pending until every worker is scheduled, then Starting, naming what holds the gang."""
+    """Pending until every worker is scheduled, then Starting, naming what holds the gang.
+
+    No timer: every change of a worker pod wakes the job (the pod informer), and the deadlines
+    of a waiting gang (scheduling timeout, image pull limit) ask for their own pass; the loop's
+    resync is the backstop. A 2 s timer here only added passes that found nothing new."""
     nodes = spec.parallelism.nodes
     all_scheduled = len(current) == nodes and all(pods.scheduled(pod) for pod in current)
     phase: Phase = "Starting" if all_scheduled else "Pending"
@@ -118,4 +122,3 @@ def waiting(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:
     )
     p.set_phase(phase, message)
     p.condition("PodsReady", False, "WaitingForWorkers", message)
-    p.requeue(PENDING_REQUEUE)

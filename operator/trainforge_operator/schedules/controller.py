@@ -112,7 +112,7 @@ class ScheduleController(KeyedController):
         template = spec.job_template
         endpoint = template.data.s3_endpoint or template.artifacts.s3_endpoint
         try:
-            return await self._call(fingerprint, uri, by, manifest, endpoint), None
+            return await self._blocking(fingerprint, uri, by, manifest, endpoint), None
         except DataError as err:
             log.warning("schedule %s: %s", body["metadata"]["name"], err)
             return None, str(err)
@@ -138,7 +138,7 @@ class ScheduleController(KeyedController):
         if plan.pointer is not None:
             p = plan.pointer
             try:
-                await self._call(write_pointer, p.uri, p.content, p.endpoint)
+                await self._blocking(write_pointer, p.uri, p.content, p.endpoint)
             except Exception as err:  # the status must not name a champion the pointer does not
                 reason = f"cannot write the champion pointer {p.uri}: {err}; retrying"
                 self.events.send(

@@ -42,7 +42,7 @@ CASES = [
         Want(updated=["digits-context"])),
     row("not all scheduled: Pending, with the scheduler's reason",
         Seen(TWO, {"phase": "Pending"}, [make_pod(0, "Pending"), UNSCHEDULABLE]),
-        Want(phase="Pending", requeue=2, conditions={"PodsReady": "False"},
+        Want(phase="Pending", conditions={"PodsReady": "False"},
              says="pod digits-worker-1 is unschedulable: 0/3 nodes are available")),
     row("scheduled, a container cannot start: Starting, with the kubelet's reason",
         Seen({}, {"phase": "Pending"}, [IMAGE_PULL], at=10),
@@ -81,3 +81,20 @@ def test_the_rewritten_context_has_the_new_spec(config: OperatorConfig) -> None:
     assert json.loads(data["context.json"])["parallelism"]["nodes"] == 3
     current = Seen(THREE, {"phase": "Suspended"}, [], configmap=data).decide(config)
     assert current.update == []
+
+
+@pytest.mark.parametrize(
+    "workers",
+    [
+        pytest.param([make_pod(0, "Pending"), UNSCHEDULABLE], id="not all scheduled"),
+        pytest.param([make_pod(0, "Running"), make_pod(1, "Pending")], id="starting"),
+    ],
+)
+def test_a_waiting_gang_sets_no_timer(
+    workers: list[dict[str, object]], config: OperatorConfig
+) -> None:
+    """Every change of a worker pod wakes the job, and a waiting gang's deadlines ask for their
+    own pass (test_timeouts.py): no timer, the loop's resync is the backstop."""
+    plan = Seen(TWO, {"phase": "Pending", "conditions": CREATED}, workers, at=3).decide(config)
+    assert plan.status.phase in ("Pending", "Starting")
+    assert plan.requeue_after is None

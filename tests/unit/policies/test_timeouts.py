@@ -41,7 +41,7 @@ CASES = [
     # maxPendingSeconds, counted from the gang's creation
     row("pending within the limit: say what the scheduler says",
         Seen(PENDING_30, {"phase": "Pending"}, UNSCHEDULABLE, at=20),
-        Want(phase="Pending", says="Insufficient nvidia.com/gpu", requeue=2)),
+        Want(phase="Pending", says="Insufficient nvidia.com/gpu", requeue=10.5)),  # the deadline
     row("pending past the limit: Failed with the scheduler's reason, every pod deleted",
         Seen(PENDING_30, {"phase": "Pending"}, UNSCHEDULABLE, at=31),
         Want(phase="Failed", failed="PendingTimeout", deleted=[worker(0), worker(1)],
