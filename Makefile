@@ -76,7 +76,7 @@ dashboards: venv ## render the Grafana dashboards to docs/dashboards/*.png
 # Two lanes side by side (hack/test-lanes.sh): the CPU-bound tiers in the first, the tiers that
 # mostly wait on a control plane or kind in the second; each tier's log is printed whole when it
 # ends, then a summary with wall and CPU-seconds. make test-serial runs the same tiers one by one.
-TEST_LANE_CPU ?= lint verify test-unit lint-chart test-runtime test-dashboards
+TEST_LANE_CPU ?= lint verify test-unit test-runtime lint-chart test-dashboards
 TEST_LANE_WAIT ?= test-integration test-chaos-small test-e2e
 test: prefetch venv ## every test tier, in two lanes (CPU-bound | waiting on control planes and kind)
 	hack/test-lanes.sh "$(TEST_LANE_CPU)" "$(TEST_LANE_WAIT)"
