@@ -45,6 +45,10 @@ Key = tuple[str, str]
 T = TypeVar("T")
 Clock = Callable[[], dt.datetime]
 CONFLICT_REQUEUE = 0.2  # the status write lost a race: observe again almost at once
+# A known job's pass waits this long after its wake-up, so that the events of one change of a
+# gang (the scheduler binds its pods, the kubelets start them, all within milliseconds) are
+# seen by one pass rather than one each. A new job's first pass (its pods) never waits.
+COALESCE_SECONDS = 0.05
 MAX_ERROR_BACKOFF = 60.0
 
 
@@ -145,6 +149,8 @@ class Controller:
             try:
                 body = loop.cache.body
                 new_job = body is None or _never_reconciled(body)
+                if not new_job:
+                    await asyncio.sleep(COALESCE_SECONDS)
                 async with self.passes.slot(NEW_JOB if new_job else KNOWN_JOB):
                     loop.wake.clear()  # wake-ups while queued are covered by this pass
                     requeue = await self.reconcile(key, loop)

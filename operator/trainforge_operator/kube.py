@@ -105,13 +105,14 @@ class KubeApi:
         content_type: str = "application/json",
         expected: Collection[int] = (),
         read: bool = True,
+        slotted: bool = True,
     ) -> Obj | None:
         """Send one request: the parsed body when `read`, else {} (the body is not parsed). A
         status in `expected` is an answer: None. Any other failure is counted
-        (trainforge_api_errors_total), logged and raised."""
+        (trainforge_api_errors_total), logged and raised. `slotted`: see `Rest.request`."""
         try:
             data = await self.rest.request(
-                method, path, body=body, query=query, content_type=content_type
+                method, path, body=body, query=query, content_type=content_type, slotted=slotted
             )
         except ApiException as err:
             if err.status in expected:
@@ -273,7 +274,8 @@ class KubeApi:
         await self._send("delete", PLURAL, "DELETE", path, body=body, expected=ABSENT, read=False)
 
     async def post_event(self, body: Obj, event: Event, now: dt.datetime) -> None:
-        """A core/v1 Event on the TrainingJob; failures are counted and logged, never fatal."""
+        """A core/v1 Event on the TrainingJob; failures are counted and logged, never fatal.
+        Outside the request slots: the EventPoster caps Events itself (events.py)."""
         meta = body["metadata"]
         stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ev = {
@@ -297,7 +299,7 @@ class KubeApi:
         }
         path = core_path("events", meta["namespace"])
         with contextlib.suppress(ApiException):
-            await self._send("create", "events", "POST", path, body=ev, read=False)
+            await self._send("create", "events", "POST", path, body=ev, read=False, slotted=False)
 
 
 class PodInformer(ListWatch):

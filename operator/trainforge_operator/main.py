@@ -10,6 +10,7 @@ it, and libuv's loop and TLS cost less CPU per request than asyncio's pure-Pytho
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from typing import Any
@@ -22,6 +23,8 @@ from trainforge_operator import metrics
 from trainforge_operator.config import OperatorConfig, load_config
 from trainforge_operator.controller import Controller
 from trainforge_operator.schedules.controller import ScheduleController
+
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 
 
 def configure_logging(config: OperatorConfig) -> None:
@@ -64,10 +67,24 @@ async def run_operator(
     )
 
 
+def tune_gc() -> None:
+    """Leave what the imports built to itself, and collect young objects less often.
+
+    After start-up the heap holds hundreds of thousands of long-lived objects (kopf, pydantic,
+    aiohttp, the models) that every full collection would walk again, and each watch event or
+    answer decodes into hundreds of short-lived dicts that trip a young collection every 700
+    allocations: the collector was a tenth of the operator's CPU in a burst. `gc.freeze()` moves
+    the start-up objects out of its sight; a larger first threshold makes young collections
+    rarer (each still frees what a pass left behind)."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def main() -> None:
     config = load_config()
     configure_logging(config)
     metrics.serve(config.metrics_port)
+    tune_gc()
     uvloop.run(run_operator(config))
 
 

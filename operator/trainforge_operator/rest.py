@@ -168,11 +168,16 @@ class Rest:
         body: Any = None,
         query: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
+        slotted: bool = True,
     ) -> bytes:
         """One request; the answer's body. An error status raises ApiException. A connection
         that fails before an answer (an API server restarting, a kept-alive connection it
         closed) is tried again up to `RETRIES` times: every write the operator sends is safe to
-        repeat (deterministic names, resourceVersion and UID preconditions)."""
+        repeat (deterministic names, resourceVersion and UID preconditions).
+
+        `slotted=False` sends it outside the `pool_size` request slots: for Events, which their
+        poster caps on its own, as client-go's event broadcaster posts beside a controller's
+        workers rather than in their place."""
         session = self.session()
         headers = self._headers()
         data = None
@@ -182,10 +187,8 @@ class Rest:
         url = self._url(path, query)
         for attempt in range(RETRIES + 1):
             try:
-                async with (
-                    self._slots,
-                    session.request(method, url, data=data, headers=headers) as resp,
-                ):
+                slot = self._slots if slotted else contextlib.nullcontext()
+                async with slot, session.request(method, url, data=data, headers=headers) as resp:
                     payload = await resp.read()
                     status, reason = resp.status, resp.reason or ""
                 break
