@@ -44,9 +44,12 @@ CPU_REPORT ?= --cpu-durations=10
 test-unit: venv ## unit tests of pure logic (builders, policies, status)
 	$(PY) -m pytest tests/unit -q $(UNIT_XDIST) $(CPU_REPORT)
 
+# Two workers, a file per worker (module fixtures such as test_layouts' runs stay shared): the
+# launcher runs wait on rendezvous, pauses and process start-up, so two overlap.
+RUNTIME_XDIST ?= -n 2 --dist loadfile
 test-runtime: venv ## real multi-process torch.distributed (gloo, CPU) for every layout
 	hack/build-minio.sh >/dev/null
-	$(PY) -m pytest tests/runtime -q $(CPU_REPORT)
+	$(PY) -m pytest tests/runtime -q $(RUNTIME_XDIST) $(CPU_REPORT)
 
 test-gpu: venv ## GPU-only tests (-m gpu; deselected everywhere else); fails without a CUDA GPU
 	@$(PY) -c "import sys, torch; torch.cuda.is_available() or sys.exit('test-gpu needs a CUDA GPU: torch.cuda.is_available() is False on this machine')"

@@ -1,10 +1,12 @@
 """Resuming from a checkpoint gives bit-identical weights to an uninterrupted run.
 
-Two processes on gloo/CPU per layout (data, fsdp, tensor, pipeline). Each worker runs, in order:
-an uninterrupted baseline of STEPS steps; a run that checkpoints every EVERY steps and "crashes"
-after CRASH_AT; a fresh model, optimizer and manager that resume from the newest checkpoint and
-finish. Data depend only on (step, rank) (tensor parallel: on the step), so any state the
-checkpoint failed to restore shows up as a weight difference.
+Two processes on gloo/CPU run every layout (data, fsdp, tensor, pipeline) in turn, once per
+module (starting two torch processes costs more than the training, so the four tests share
+them). For each layout a worker runs, in order: an uninterrupted baseline of STEPS steps; a run
+that checkpoints every EVERY steps and "crashes" after CRASH_AT; a fresh model, optimizer and
+manager that resume from the newest checkpoint and finish. Data depend only on (step, rank)
+(tensor parallel: on the step), so any state the checkpoint failed to restore shows up as a
+weight difference.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.multiprocessing as mp
 from trainforge_runtime.checkpoint import CheckpointManager
 
 STEPS, EVERY, CRASH_AT, WORLD = 10, 3, 7, 2
+LAYOUTS = ("data", "fsdp", "tensor", "pipeline")
 
 
 def _port() -> int:
@@ -102,31 +105,47 @@ def _full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def _worker(rank: int, layout: str, port: int, out: str) -> None:
+def _resume_round(layout: str, rank: int, out: Path) -> None:
+    """Baseline, crash, resume for one layout; weights and the post-crash listing go to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    uri = f"file://{out}/ckpt"
+    baseline = _full_weights(_train(layout, rank, None, False, STEPS))
+    _train(layout, rank, uri, False, CRASH_AT)  # "crashes" after step 7: newest ckpt is 6
+    after_crash = sorted(os.listdir(out / "ckpt"))
+    resumed = _full_weights(_train(layout, rank, uri, True, STEPS))
+    torch.save({"baseline": baseline, "resumed": resumed}, out / f"weights-rank{rank}.pt")
+    if rank == 0:
+        (out / "dirs.json").write_text(json.dumps(after_crash))
+    dist.barrier()  # both ranks are done with this layout's files before the next one starts
+
+
+def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         torch.set_num_threads(1)
-        uri = f"file://{out}/ckpt"
-        baseline = _full_weights(_train(layout, rank, None, False, STEPS))
-        _train(layout, rank, uri, False, CRASH_AT)  # "crashes" after step 7: newest ckpt is 6
-        after_crash = sorted(os.listdir(f"{out}/ckpt"))
-        resumed = _full_weights(_train(layout, rank, uri, True, STEPS))
-        torch.save({"baseline": baseline, "resumed": resumed}, f"{out}/weights-rank{rank}.pt")
-        if rank == 0:
-            Path(out, "dirs.json").write_text(json.dumps(after_crash))
+        for layout in LAYOUTS:
+            _resume_round(layout, rank, Path(out, layout))
     finally:
         dist.destroy_process_group()
 
 
-def _run(layout: str, tmp_path: Path) -> list[dict[str, dict[str, torch.Tensor]]]:
-    mp.spawn(_worker, args=(layout, _port(), str(tmp_path)), nprocs=WORLD, join=True)
-    assert json.loads((tmp_path / "dirs.json").read_text()) == ["step-00000003", "step-00000006"]
-    assert sorted(os.listdir(tmp_path / "ckpt")) == ["step-00000006", "step-00000009"]
-    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+@pytest.fixture(scope="module")
+def rounds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pair of worker processes runs every layout's round; a folder per layout."""
+    out = tmp_path_factory.mktemp("resume")
+    mp.spawn(_worker, args=(_port(), str(out)), nprocs=WORLD, join=True)
+    return out
+
+
+def _run(layout: str, rounds: Path) -> list[dict[str, dict[str, torch.Tensor]]]:
+    folder = rounds / layout
+    assert json.loads((folder / "dirs.json").read_text()) == ["step-00000003", "step-00000006"]
+    assert sorted(os.listdir(folder / "ckpt")) == ["step-00000006", "step-00000009"]
+    manifest = json.loads((folder / "ckpt/step-00000009/manifest.json").read_text())
     assert manifest["worldSize"] == WORLD
     assert manifest["step"] == 9
-    return [torch.load(tmp_path / f"weights-rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return [torch.load(folder / f"weights-rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 def _assert_same(per_rank: list[dict[str, dict[str, torch.Tensor]]]) -> None:
@@ -140,10 +159,11 @@ def _assert_same(per_rank: list[dict[str, dict[str, torch.Tensor]]]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_resume_ddp_matches_uninterrupted_run(tmp_path: Path) -> None:
-    weights = _run("data", tmp_path)
+def test_resume_ddp_matches_uninterrupted_run(rounds: Path) -> None:
+    weights = _run("data", rounds)
+    folder = rounds / "data"
     _assert_same(weights)
-    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    manifest = json.loads((folder / "ckpt/step-00000009/manifest.json").read_text())
     assert {f["path"] for f in manifest["files"]} == {
         "state.pt",
         "extra-rank0.pt",
@@ -153,10 +173,11 @@ def test_resume_ddp_matches_uninterrupted_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
-    weights = _run("fsdp", tmp_path)
+def test_resume_fsdp_matches_uninterrupted_run(rounds: Path) -> None:
+    weights = _run("fsdp", rounds)
+    folder = rounds / "fsdp"
     _assert_same(weights)
-    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    manifest = json.loads((folder / "ckpt/step-00000009/manifest.json").read_text())
     paths = {f["path"] for f in manifest["files"]}
     assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= paths
     assert manifest["format"] == "dcp"
@@ -165,11 +186,12 @@ def test_resume_fsdp_matches_uninterrupted_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_resume_tensor_parallel_matches_uninterrupted_run(tmp_path: Path) -> None:
-    per_rank = _run("tensor", tmp_path)
+def test_resume_tensor_parallel_matches_uninterrupted_run(rounds: Path) -> None:
+    per_rank = _run("tensor", rounds)
+    folder = rounds / "tensor"
     _assert_same(per_rank)
     assert per_rank[0]["resumed"]["0.weight"].shape == (16, 8)  # gathered from two shards
-    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    manifest = json.loads((folder / "ckpt/step-00000009/manifest.json").read_text())
     assert manifest["format"] == "dcp"
     assert manifest["layout"] == "tensor"
     assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= {f["path"] for f in manifest["files"]}
@@ -177,11 +199,12 @@ def test_resume_tensor_parallel_matches_uninterrupted_run(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_resume_pipeline_keeps_each_stage_state(tmp_path: Path) -> None:
-    per_rank = _run("pipeline", tmp_path)
+def test_resume_pipeline_keeps_each_stage_state(rounds: Path) -> None:
+    per_rank = _run("pipeline", rounds)
+    folder = rounds / "pipeline"
     _assert_same(per_rank)
     first, second = (w["resumed"]["0.weight"] for w in per_rank)
     assert not torch.equal(first, second)  # two different "stages", both restored
-    manifest = json.loads((tmp_path / "ckpt/step-00000009/manifest.json").read_text())
+    manifest = json.loads((folder / "ckpt/step-00000009/manifest.json").read_text())
     assert manifest["format"] == "per-rank"
     assert {"state-rank0.pt", "state-rank1.pt"} <= {f["path"] for f in manifest["files"]}

@@ -22,7 +22,7 @@ def launch(ctx: dict, tmp_path: Path, **env: str) -> subprocess.CompletedProcess
         env=launcher_env(ctx, tmp_path, **env),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # a hang guard: two ranks importing torch took over 60 s at load 30
     )
 
 

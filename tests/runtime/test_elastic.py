@@ -5,6 +5,8 @@ newest checkpoint and finish with the result of an uninterrupted run.
 
 The digits trainer splits each global batch over the ranks, so the data a step sees does not
 depend on the world size; only the float order of the gradient all-reduce does (tolerance).
+So the uninterrupted run both elastic tests compare with is the same job in one process
+(`elastic_reference` in conftest.py, once per session): two processes instead of four or six.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 
 import psutil
 import pytest
-from runtime_helpers import free_port, launcher_env, make_context
+from runtime_helpers import free_port, launcher_env, make_context, run_launcher
 
 NODES, MIN_NODES, EVERY = 3, 2, 5
 # Rank 0 stalls at this step, so the test can kill a node while the others wait for it.
 PAUSE_STEP, PAUSE_S = 12, 8
+DIGITS = ["python", "-m", "trainforge_runtime.trainers.digits"]
+HP = {"epochs": 2, "batch_size": 60, "patience": 100, "seed": 0}
 
 
 def elastic_context(
@@ -32,9 +36,9 @@ def elastic_context(
     checkpointing every EVERY steps so a changed world resumes from a known step."""
     ctx = make_context(
         name=name,
-        command=["python", "-m", "trainforge_runtime.trainers.digits"],
+        command=DIGITS,
         nproc=1,
-        hyperparameters={"epochs": 2, "batch_size": 60, "patience": 100, "seed": 0},
+        hyperparameters=HP,
         nodes=nodes,
         minNodes=MIN_NODES,
         **sizes,
@@ -121,16 +125,19 @@ def result(tmp: Path) -> dict[str, Any]:
     return dict(json.loads((tmp / "node0" / "termination.json").read_text()))
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    nodes = start_nodes(tmp)
-    assert finish(nodes) == [0, 0, 0], [log.read_text()[-3000:] for _, log in nodes]
-    return result(tmp)
+def reference_run(tmp: Path) -> dict[str, Any]:
+    """The elastic job's trainer and hyperparameters as one process from start to end (a static
+    world of one): rank 0's termination message, what every elastic run must finish with."""
+    ctx = make_context("reference", command=DIGITS, nproc=1, hyperparameters=HP)
+    ctx["metrics"] = {"enabled": False}
+    run = run_launcher(ctx, tmp)
+    assert run.code == 0, run.proc.stderr[-3000:]
+    assert run.termination is not None
+    return run.termination
 
 
 def test_losing_a_node_shrinks_the_world_and_finishes_like_an_uninterrupted_run(
-    tmp_path: Path, uninterrupted: dict[str, Any]
+    tmp_path: Path, elastic_reference: dict[str, Any]
 ) -> None:
     nodes = start_nodes(tmp_path)
     wait_for(nodes[0][1], "pausing", timeout=300)  # rank 0 holds step PAUSE_STEP
@@ -145,6 +152,7 @@ def test_losing_a_node_shrinks_the_world_and_finishes_like_an_uninterrupted_run(
     for rank, (_, log) in enumerate(nodes[:2]):
         text = log.read_text()
         assert f"rank {rank} resumed from checkpoint step {resumed}" in text, text[-3000:]
-    got, want = result(tmp_path)["metrics"], uninterrupted["metrics"]
+    got, want = result(tmp_path)["metrics"], elastic_reference["metrics"]
+    print(f"shrunk run {got}; uninterrupted run in one process {want}")
     assert got["test_accuracy"] == pytest.approx(want["test_accuracy"], abs=0.01), (got, want)
     assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-3), (got, want)

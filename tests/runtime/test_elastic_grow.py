@@ -6,7 +6,8 @@ the c10d rendezvous, restart their processes into a world of three, every rank r
 newest checkpoint, and the job finishes with the result of an uninterrupted run.
 
 The digits trainer splits each global batch over the ranks, so the data a step sees does not
-depend on the world size; only the float order of the gradient all-reduce does (tolerance).
+depend on the world size; only the float order of the gradient all-reduce does (tolerance), so
+the uninterrupted run is the same job in one process (`elastic_reference` in conftest.py).
 """
 
 from __future__ import annotations
@@ -38,18 +39,8 @@ def start_node(
     return start_launcher(tmp, grow_context(tmp, port, nodes), port, node, nodes, fault)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same job on two nodes from start to end."""
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    port = free_port()
-    nodes = [start_node(tmp, port, i, 2, pause=False) for i in range(2)]
-    assert finish(nodes) == [0, 0], [log.read_text()[-3000:] for _, log in nodes]
-    return result(tmp)
-
-
 def test_a_third_node_joins_the_running_world_and_the_job_finishes_like_an_uninterrupted_run(
-    tmp_path: Path, uninterrupted: dict[str, Any]
+    tmp_path: Path, elastic_reference: dict[str, Any]
 ) -> None:
     port = free_port()
     nodes = [start_node(tmp_path, port, i, 2, pause=True) for i in range(2)]
@@ -71,7 +62,7 @@ def test_a_third_node_joins_the_running_world_and_the_job_finishes_like_an_unint
     for rank, (_, log) in enumerate(nodes):
         text = log.read_text()
         assert f"rank {rank} resumed from checkpoint step {resumed}" in text, text[-3000:]
-    got, want = result(tmp_path)["metrics"], uninterrupted["metrics"]
-    print(f"grown run {got}; uninterrupted two-node run {want}")
+    got, want = result(tmp_path)["metrics"], elastic_reference["metrics"]
+    print(f"grown run {got}; uninterrupted run in one process {want}")
     assert got["test_accuracy"] == pytest.approx(want["test_accuracy"], abs=0.01), (got, want)
     assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-3), (got, want)

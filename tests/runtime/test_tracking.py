@@ -35,6 +35,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
          "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # no server-side job runner: a second process importing all of mlflow that no test uses
+        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
