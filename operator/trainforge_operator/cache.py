@@ -20,17 +20,21 @@ Services and ConfigMaps are not watched: a child deleted behind the operator's b
 recreated within `TRUST_SECONDS`, or at the next spec change.
 
 Pods change on their own (kubelet, scheduler, evictions), so they are not cached per job here:
-`kube.PodInformer` keeps every worker pod current from one list+watch per namespace.
+`kube.PodInformer` keeps every worker pod current from one list+watch per namespace. What is
+kept here is which pods our own passes deleted, until the informer shows them going
+(`as_deleting`): client-go's controllers keep "expectations" for the same reason.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
 TRUST_SECONDS = 300.0  # the watch's own timeout (handlers.configure: server_timeout)
+DELETED_BY_US = "deleted-by-this-operator"  # a deletionTimestamp stand-in: only its truth is read
 
 
 @dataclass
@@ -43,6 +47,7 @@ class JobCache:
     seen_version: str = ""  # resourceVersion of the latest watch event for this job
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
+    deleted_uids: set[str] = field(default_factory=set)  # pods our passes deleted (as_deleting)
 
     def watched(self, version: str | None, body: Obj | None) -> bool:
         """Note a watch event of the job; False when it is only the echo of our own write.
@@ -107,3 +112,37 @@ class JobCache:
             int(meta.get("generation") or 0),
             time.monotonic(),
         )
+
+    def deleting(self, uids: Iterable[str]) -> None:
+        """A pass deleted these pods (by UID)."""
+        self.deleted_uids.update(u for u in uids if u)
+
+    def as_deleting(self, observed: list[Obj]) -> list[Obj]:
+        """The observed pods, those our passes deleted shown as terminating until the watch
+        says so itself.
+
+        A pass that runs right after a delete, on an informer that has not seen it yet, would
+        otherwise take the deleted pod for a live one: a failed worker already counted and
+        recreated in place was counted again (restarts 2 for one failure, in the integration
+        tier under load). A UID that left the informer is forgotten."""
+        if not self.deleted_uids:
+            return observed
+        self.deleted_uids &= {_uid(pod) for pod in observed}
+        return [
+            _marked(pod) if _uid(pod) in self.deleted_uids and not _terminating(pod) else pod
+            for pod in observed
+        ]
+
+
+def _uid(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")
+
+
+def _terminating(pod: Obj) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _marked(pod: Obj) -> Obj:
+    """A copy of `pod` as terminating (the informer's own object is shared: never edited)."""
+    meta = dict(pod.get("metadata") or {}, deletionTimestamp=DELETED_BY_US)
+    return dict(pod, metadata=meta)

@@ -247,6 +247,7 @@ class Controller:
                     self._call(self.api.list_pods, namespace, name, uid),
                     self._children(loop, body),
                 )
+        found = loop.cache.as_deleting(found)
         departed = self.api.departed_pods(namespace, name, body["metadata"].get("uid", ""))
         # One after the other: each is usually an answer from memory, and gather() would wrap
         # both in Tasks on every pass.
@@ -344,7 +345,7 @@ class Controller:
         await self._create(body, plan, loop)
         if not await self._write_status(body, plan, loop):
             return False
-        await self._delete(body, plan)
+        await self._delete(body, plan, loop)
         await self._write_workload(plan)
         if plan.events:
             self.events.send(key, body, plan.events)
@@ -392,9 +393,10 @@ class Controller:
         else:
             log.info("updated the status of Workload %s/%s", meta["namespace"], meta["name"])
 
-    async def _delete(self, body: Obj, plan: Plan) -> None:
+    async def _delete(self, body: Obj, plan: Plan, loop: _Loop) -> None:
         """Delete the pods the plan gave up, once the status saying why is stored; each by the
-        UID observed (kube.delete_pod), so no delete reaches a newer attempt's pod."""
+        UID observed (kube.delete_pod), so no delete reaches a newer attempt's pod. Later
+        passes see them as terminating until the informer does (cache.as_deleting)."""
         if not plan.delete_pods:
             return
         meta = body["metadata"]
@@ -406,6 +408,7 @@ class Controller:
                 for n in plan.delete_pods
             )
         )
+        loop.cache.deleting(plan.delete_uids.values())
 
     async def _write_status(self, body: Obj, plan: Plan, loop: _Loop) -> bool:
         """PUT the status at the observed resourceVersion, only if it changed; False on a 409."""

@@ -313,3 +313,43 @@ def test_a_delete_decided_on_an_older_view_spares_the_next_attempt(
     assert {p.metadata.name: p.metadata.uid for p in run.pods()} == new, "attempt 1 was hit"
     run.until("attempt 1 running", next_attempt)
     assert max(run.creations.values()) == 1, f"an attempt's pod was created twice: {run.creations}"
+
+
+def test_a_pass_on_a_lagging_view_counts_an_in_place_recovery_once(
+    kube_client: Any, trainforge_crd: None, namespace: str
+) -> None:
+    """Expectations: the pass right after an in-place recovery deleted the failed worker can
+    still see it as it was (an informer that has not seen the delete yet). It must not take it
+    for a new failure: one failure, one restart (it was counted twice in the integration tier
+    under load)."""
+    cluster = Cluster(kube_client, namespace)
+    run = Run(cluster, operator_config_for(namespace), kube_client, Counter())
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": NAME},
+        "spec": {"command": ["python", "-m", "train"], "parallelism": {"nodes": 2},
+                 "runPolicy": {"recovery": "InPlace"}},
+    })  # fmt: skip
+    run.until("the gang running", running)
+    run.annotate(1, 137)
+    run.wait_pods("worker 1 killed", "Failed", workers()[1:])
+    raw: Any = cluster.core.list_namespaced_pod(
+        namespace, label_selector=f"trainforge.io/job-name={NAME}", _preload_content=False
+    )
+    stale = json.loads(raw.data)["items"]  # worker 1 Failed, not deleted: the view that lags
+    lagging = LaggingApi(run.creations, stale)
+    controller = Controller(run.config, lagging, AnnotationProgressSource())
+    loop = _Loop(wake=asyncio.Event())
+
+    async def two_passes() -> None:
+        try:
+            await controller.reconcile((namespace, NAME), loop)  # counts, deletes worker 1
+            await controller.reconcile((namespace, NAME), loop)  # the same view again
+        finally:
+            await controller.stop()
+            await lagging.close()
+
+    asyncio.run(two_passes())
+    assert lagging.deletes == 1, "worker 1 was deleted again"
+    status = cluster.status(NAME)
+    assert (status["restarts"], status["inPlaceRestarts"]) == (1, 1), status
+    assert status["lastFailure"]["pod"] == f"{NAME}-worker-1"

@@ -97,3 +97,25 @@ def test_an_event_between_two_of_our_writes_still_drops_the_body() -> None:
     cache.wrote(body("9"))
     assert cache.watched("8", body("8")) is True  # someone else's write, before our 9's echo
     assert cache.current_body(max_age=10) is None
+
+
+def pod(uid: str, terminating: bool = False) -> dict[str, object]:
+    meta: dict[str, object] = {"name": f"p-{uid}", "uid": uid}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-11-30T17:00:00Z"
+    return {"metadata": meta, "status": {"phase": "Failed"}}
+
+
+def test_a_pod_we_deleted_is_terminating_until_the_watch_shows_it_going() -> None:
+    """Expectations: a pass right after our delete, on an informer that has not seen it, must
+    not take the deleted pod for a live one (it would count its failure again)."""
+    cache = JobCache()
+    informer = [pod("a"), pod("b")]
+    cache.deleting(["a", ""])
+    seen = cache.as_deleting(informer)
+    assert [bool(p["metadata"].get("deletionTimestamp")) for p in seen] == [True, False]  # type: ignore[union-attr]
+    assert "deletionTimestamp" not in informer[0]["metadata"]  # type: ignore[operator]
+    informer = [pod("a", terminating=True), pod("b")]  # the watch caught up
+    assert cache.as_deleting(informer) == informer
+    assert cache.as_deleting([pod("b")]) == [pod("b")]  # a is gone: forgotten
+    assert cache.deleted_uids == set()
