@@ -199,11 +199,6 @@ class Rest:
             raise ApiException(status, reason, payload.decode("utf-8", "replace"))
         return payload
 
-    async def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """A request whose answer is a JSON object (an empty dict for any other answer)."""
-        data = orjson.loads(await self.request(method, path, **kwargs) or b"{}")
-        return data if isinstance(data, dict) else {}
-
     async def lines(
         self, path: str, query: Mapping[str, Any], read_timeout: float
     ) -> AsyncGenerator[bytes, None]:
