@@ -317,11 +317,13 @@ class Controller:
         return has_svc, cm_data is not None, cm_data
 
     async def _maybe_progress(self, body: Obj, found: list[Obj], loop: _Loop) -> Obj | None:
-        """Rank 0's progress, at most every progress_interval_seconds, only while Running."""
+        """Rank 0's progress while Running: on every pass from a source read in memory (the
+        annotation), at most every progress_interval_seconds from one that costs a request."""
         if (body.get("status") or {}).get("phase") != "Running":
             return None
         now = time.monotonic()
-        if now - loop.last_progress < self.config.progress_interval_seconds * 0.9:
+        interval = self.config.progress_interval_seconds * 0.9
+        if self.progress.polled and now - loop.last_progress < interval:
             return None
         rank0 = pods.rank0(found)
         if rank0 is None:

@@ -23,12 +23,19 @@ log = logging.getLogger(__name__)
 
 
 class ProgressSource(Protocol):
+    # True when reading costs a request (HTTP): the controller then asks at most every
+    # progressIntervalSeconds. An annotation is read from the pod in memory, and its change is
+    # a pod event that wakes the job: read on every pass, never polled on a timer.
+    polled: bool
+
     async def fetch(self, pod: Obj, port: int) -> Obj | None:
         """Rank 0's progress JSON, or None when it is not available right now."""
         ...
 
 
 class AnnotationProgressSource:
+    polled = False
+
     async def fetch(self, pod: Obj, port: int) -> Obj | None:
         raw = (pod["metadata"].get("annotations") or {}).get(PROGRESS_ANNOTATION)
         if not raw:
@@ -42,6 +49,8 @@ class AnnotationProgressSource:
 
 
 class HttpProgressSource:
+    polled = True
+
     def __init__(self, timeout: float = 2.0) -> None:
         self.timeout = timeout
 
@@ -63,6 +72,8 @@ class HttpProgressSource:
 
 
 class AutoProgressSource:
+    polled = True  # its HTTP fallback
+
     def __init__(self) -> None:
         self.annotation = AnnotationProgressSource()
         self.http = HttpProgressSource()

@@ -89,7 +89,9 @@ def all_running(spec: TrainingJobSpec, current: list[Obj]) -> bool:
 
 
 def running(p: Pass, current: list[Obj]) -> None:
-    """Running, with rank 0's progress when it was polled; look again at the next poll."""
+    """Running, with rank 0's progress when it was read; look again at the next poll. The
+    annotation source needs no timer: a changed annotation is a pod event, which wakes the job
+    (the deadlines of a running gang ask for their own pass)."""
     if p.old.phase != "Running":
         p.event("Normal", "Running", f"all {len(current)} workers are running")
         first = pods.first_created(current)
@@ -104,7 +106,8 @@ def running(p: Pass, current: list[Obj]) -> None:
         p.status.progress = progress
         p.status.findings = findings
         p.status.metric_history = record_history(p.status.metric_history, progress)
-    p.requeue(p.config.progress_interval_seconds)
+    if p.config.progress_source != "annotation":
+        p.requeue(p.config.progress_interval_seconds)
 
 
 def waiting(p: Pass, spec: TrainingJobSpec, current: list[Obj]) -> None:

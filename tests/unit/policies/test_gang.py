@@ -98,3 +98,18 @@ def test_a_waiting_gang_sets_no_timer(
     plan = Seen(TWO, {"phase": "Pending", "conditions": CREATED}, workers, at=3).decide(config)
     assert plan.status.phase in ("Pending", "Starting")
     assert plan.requeue_after is None
+
+
+@pytest.mark.parametrize(
+    ("source", "requeue"), [("auto", 5.0), ("http", 5.0), ("annotation", None)]
+)
+def test_a_running_gang_is_polled_only_when_its_progress_costs_a_request(
+    source: str, requeue: float | None, config: OperatorConfig
+) -> None:
+    """rank 0's /progress over HTTP is asked every progressIntervalSeconds; a changed annotation
+    is a pod event, which wakes the job by itself."""
+    polled = config.model_copy(update={"progress_source": source})
+    running = [make_pod(0, "Running"), make_pod(1, "Running")]
+    plan = Seen(TWO, {"phase": "Running", "conditions": CREATED}, running, at=30).decide(polled)
+    assert plan.status.phase == "Running"
+    assert plan.requeue_after == requeue
