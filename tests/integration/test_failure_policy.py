@@ -145,7 +145,11 @@ def test_failure_policy_rules(
     assert (last["pod"], last["action"], last["rule"]) == ("fp-worker-1", row.action, row.rule)
     if row.reason:
         assert last["reason"] == row.reason, last
-    assert set(row.events) <= set(c.event_reasons("fp", *row.events))
+    # Events are posted after the status write, off the pass (events.py): wait for them.
+    wait_for(
+        f"the Events {row.events}",
+        lambda: set(row.events) <= set(c.event_reasons("fp", *row.events)),
+    )
 
 
 @pytest.mark.parametrize(
