@@ -52,6 +52,9 @@ def holds(p: Pass, spec: TrainingJobSpec) -> bool:
         _queued(p, view, state.reason, state.message)
         return True
     _admitted(p, state)
+    # Workloads are polled, not watched: an admitted job reads its Workload again every
+    # progressIntervalSeconds, so an eviction is seen that soon whatever else wakes the job.
+    p.requeue(p.config.progress_interval_seconds)
     return False
 
 

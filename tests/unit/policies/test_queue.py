@@ -222,3 +222,17 @@ def test_a_running_gang_whose_workload_vanished_is_stopped(kconfig: OperatorConf
     assert plan.workload_create is not None
     assert sorted(plan.delete_pods) == ["digits-worker-0", "digits-worker-1"]
     assert plan.status.phase == "Queued"
+
+
+def test_an_admitted_running_job_reads_its_workload_again_at_the_progress_interval(
+    kconfig: OperatorConfig,
+) -> None:
+    """Workloads are polled: even with a progress source that needs no timer (the annotation),
+    a running admitted job looks at its Workload every progressIntervalSeconds, so an eviction
+    is seen that soon."""
+    quiet = kconfig.model_copy(update={"progress_source": "annotation"})
+    running = {"phase": "Running", "attempt": 0, "conditions": [cond("Admitted", "True")]}
+    workers = [make_pod(0, "Running"), make_pod(1, "Running")]
+    plan = decide_with(quiet, QueueView(workload=ADMITTED), status=running, pods=workers, at=60)
+    assert plan.status.phase == "Running"
+    assert plan.requeue_after == quiet.progress_interval_seconds
