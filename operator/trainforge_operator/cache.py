@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainforge_operator.pods import terminating
+
 Obj = dict[str, Any]
 TRUST_SECONDS = 300.0  # the watch's own timeout (handlers.configure: server_timeout)
 DELETED_BY_US = "deleted-by-this-operator"  # a deletionTimestamp stand-in: only its truth is read
@@ -129,17 +131,13 @@ class JobCache:
             return observed
         self.deleted_uids &= {_uid(pod) for pod in observed}
         return [
-            _marked(pod) if _uid(pod) in self.deleted_uids and not _terminating(pod) else pod
+            _marked(pod) if _uid(pod) in self.deleted_uids and not terminating(pod) else pod
             for pod in observed
         ]
 
 
 def _uid(pod: Obj) -> str:
     return str((pod.get("metadata") or {}).get("uid") or "")
-
-
-def _terminating(pod: Obj) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _marked(pod: Obj) -> Obj:
