@@ -5,7 +5,7 @@ every job advancing a little and none getting its gang; and status-only passes o
 already running would take the API request slots the new jobs need. With this gate each
 admitted pass runs to its end, and a job that has never been reconciled (no pods yet) goes
 before passes over jobs that have their pods (the control-plane bench: time from apply to all
-pods created).
+pods created). Events take a slot too, after everything else (`events.py` says why).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 NEW_JOB = 0  # nothing was created for it yet
 KNOWN_JOB = 1  # its gang exists; this pass only checks on it
+EVENTS = 2  # one Event post (events.EventPoster)
 
 
 class PriorityGate:

@@ -50,6 +50,7 @@ class JobCache:
     # (job uid, generation, monotonic time) when the Service and an up-to-date ConfigMap were seen
     children_seen: tuple[str, int, float] = ("", 0, 0.0)
     deleted_uids: set[str] = field(default_factory=set)  # pods our passes deleted (as_deleting)
+    unwritten: Obj | None = None  # the first pass's status, not written yet (controller says why)
 
     def watched(self, version: str | None, body: Obj | None) -> bool:
         """Note a watch event of the job; False when it is only the echo of our own write.
@@ -79,6 +80,7 @@ class JobCache:
 
     def wrote(self, stored: Obj) -> None:
         """Our status write returned `stored`; the watch will echo its resourceVersion."""
+        self.unwritten = None
         self.own_version = str(stored.get("metadata", {}).get("resourceVersion", ""))
         self.own_echoed = not self.own_version
         if self.own_version:

@@ -353,3 +353,65 @@ def test_a_pass_on_a_lagging_view_counts_an_in_place_recovery_once(
     status = cluster.status(NAME)
     assert (status["restarts"], status["inPlaceRestarts"]) == (1, 1), status
     assert status["lastFailure"]["pod"] == f"{NAME}-worker-1"
+
+
+def new_job(cluster: Cluster) -> None:
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": NAME},
+        "spec": {"command": ["python", "-m", "train"], "parallelism": {"nodes": 2}},
+    })  # fmt: skip
+
+
+GANG_0 = [("0", "0"), ("0", "1")]
+
+
+def test_a_new_jobs_first_pass_leaves_its_status_to_the_next_pass(
+    kube_client: Any, trainforge_crd: None, namespace: str
+) -> None:
+    """The first pass creates the gang and writes no status (controller._defers_status); the
+    same operator's next pass writes it, creating nothing again and not repeating the Created
+    Event or counting the job twice."""
+    cluster = Cluster(kube_client, namespace)
+    run = Run(cluster, operator_config_for(namespace), kube_client, Counter())
+    new_job(cluster)
+    api = CrashingApi(run.creations)
+    controller = Controller(run.config, api, AnnotationProgressSource())
+    loop = _Loop(wake=asyncio.Event())
+    statuses: list[Obj] = []
+
+    async def two_passes() -> None:
+        try:
+            await controller.reconcile((namespace, NAME), loop)
+            statuses.append(cluster.status(NAME))
+            await controller.reconcile((namespace, NAME), loop)
+            statuses.append(cluster.status(NAME))
+            await asyncio.sleep(1)  # the Events are posted beside the passes
+        finally:
+            await controller.stop()
+            await api.close()
+
+    asyncio.run(two_passes())
+    assert statuses[0] == {}, "the first pass wrote a status"
+    assert statuses[1]["phase"] in ("Pending", "Starting", "Running"), statuses[1]
+    assert statuses[1]["conditions"][0]["type"] == "Created", statuses[1]
+    assert sorted(run.creations) == GANG_0
+    assert max(run.creations.values()) == 1
+    reasons = [reason for reason, _ in cluster.events(NAME)]
+    assert reasons.count("Created") == 1, reasons
+
+
+def test_an_operator_that_dies_after_a_new_jobs_first_pass_loses_nothing(
+    kube_client: Any, trainforge_crd: None, namespace: str
+) -> None:
+    """A crash after the first pass (the gang created, no status written): fresh operators find
+    the pods, create none twice and bring the job to Running at attempt 0."""
+    cluster = Cluster(kube_client, namespace)
+    run = Run(cluster, operator_config_for(namespace), kube_client, Counter())
+    new_job(cluster)
+    run.one_pass()
+    assert cluster.status(NAME) == {}
+    assert sorted(run.creations) == GANG_0
+    run.until("the gang running", running)
+    status = cluster.status(NAME)
+    assert (status.get("attempt", 0), status.get("restarts", 0)) == (0, 0), status
+    assert max(run.creations.values()) == 1, f"an attempt's pod was created twice: {run.creations}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from trainforge_operator.admission import EVENTS, KNOWN_JOB, NEW_JOB, PriorityGate
 from trainforge_operator.events import EventPoster
 from trainforge_operator.plan import Event
 
@@ -37,3 +38,41 @@ def test_a_jobs_events_keep_their_order_and_few_post_at_once() -> None:
         assert posted.index(f"{job}:first") < posted.index(f"{job}:second")
     assert len(posted) == 6
     assert peak == 2
+
+
+def test_events_wait_for_the_passes_queued_before_them_and_keep_their_time() -> None:
+    """With the controller's turn (a pass slot at the lowest priority), a post waits while jobs
+    wait for a pass, and goes out with the time its pass decided it."""
+
+    async def scenario() -> tuple[list[str], list[dt.datetime]]:
+        gate = PriorityGate(limit=1)
+        order: list[str] = []
+        stamps: list[dt.datetime] = []
+
+        async def post(body: dict[str, object], event: Event, now: dt.datetime) -> None:
+            order.append(f"event {event.reason}")
+            stamps.append(now)
+
+        async def a_pass(name: str, priority: int) -> None:
+            async with gate.slot(priority):
+                order.append(name)
+
+        clock = iter([T0, T0 + dt.timedelta(seconds=5)])
+        poster = EventPoster(post, lambda: next(clock), 2, turn=lambda: gate.slot(EVENTS))
+        await gate.acquire(NEW_JOB)  # a pass runs
+        poster.send(("ns", "a"), {"name": "a"}, [Event("Normal", "Created", "")])
+        await asyncio.sleep(0)
+        passes = [
+            asyncio.create_task(a_pass("known pass", KNOWN_JOB)),
+            asyncio.create_task(a_pass("new pass", NEW_JOB)),
+        ]
+        await asyncio.sleep(0)
+        gate.release()
+        await asyncio.gather(*passes)
+        await asyncio.sleep(0.01)
+        await poster.stop()
+        return order, stamps
+
+    order, stamps = asyncio.run(scenario())
+    assert order == ["new pass", "known pass", "event Created"]
+    assert stamps == [T0]
