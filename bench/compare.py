@@ -297,6 +297,25 @@ def create_burst(
         list(pool.map(create, range(jobs)))
 
 
+def wait_watchable(
+    cp: tier.ControlPlane, plural: tuple[str, str, str], timeout: float = 60
+) -> None:
+    """Until the API server serves watches of the jobs and of pods: a fresh server answers 429
+    while its watch cache starts, and a contender started then loses a second or more to its
+    retry (seen as trainforge's job watch listing again at the burst's start)."""
+    group, version, resource = plural
+    paths = [
+        f"/apis/{group}/{version}/namespaces/{cpb.NAMESPACE}/{resource}",
+        f"/api/v1/namespaces/{cpb.NAMESPACE}/pods",
+    ]
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        while cp.kubectl("get", "--raw", f"{path}?watch=true&timeoutSeconds=1").returncode:
+            if time.monotonic() > deadline:
+                raise tier.TierError(f"the API server never served a watch of {path}")
+            time.sleep(0.5)
+
+
 def operator_passes(metrics_port: int) -> float | None:
     """trainforge's reconcile passes so far (its /metrics): with CPU per job, the cost of one."""
     count = cpb.scrape_operator(metrics_port).get("reconcile_duration_seconds_count")
@@ -322,6 +341,9 @@ def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[
         if name.startswith("kubeflow"):
             assert kubeflow is not None
             prepare_kubeflow(cp, kubeflow / "crds" / "kubeflow.org_pytorchjobs.yaml")
+        wait_watchable(cp, who.plural)
+        if name.startswith("kubeflow"):
+            assert kubeflow is not None
             proc, _ = start_kubeflow(
                 cp, kubeflow / "bin" / "training-operator", tuned=name == "kubeflow-tuned"
             )
