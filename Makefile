@@ -58,8 +58,14 @@ test-gpu: venv ## GPU-only tests (-m gpu; deselected everywhere else); fails wit
 test-integration: venv ## operator against a real control plane with kwok GPU nodes
 	$(PY) -m pytest tests/integration -q $(INTEGRATION_XDIST) $(CPU_REPORT)
 
+# The kind tier runs one test at a time: its pods need CPU too (the cluster used ~0.7 of a core
+# through a serial run), so on two busy cores two files at once gained little, and the tier has
+# a lane of its own in make test. E2E_XDIST="-n 2 --dist loadfile" runs two at a time on the one
+# cluster (tests/e2e/conftest.py: hack/e2e-up.sh runs once, and the test that deletes the
+# operator pod runs with no other beside it). --durations: the CI log says where the time went.
+E2E_XDIST ?=
 test-e2e: venv ## kind cluster, helm-installed operator, MinIO, Prometheus, real DDP
-	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest tests/e2e -q $(E2E_XDIST) --durations=10
 
 prefetch: ## start building every Go tool and image in the background (tiers wait for theirs)
 	@mkdir -p $(CACHE_DIR)
