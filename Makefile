@@ -58,8 +58,14 @@ test-gpu: venv ## GPU-only tests (-m gpu; deselected everywhere else); fails wit
 test-integration: venv ## operator against a real control plane with kwok GPU nodes
 	$(PY) -m pytest tests/integration -q $(INTEGRATION_XDIST) $(CPU_REPORT)
 
+# The kind tier runs one test at a time: its pods need CPU too (the cluster used ~0.7 of a core
+# through a serial run), so on two busy cores two files at once gained little, and the tier has
+# a lane of its own in make test. E2E_XDIST="-n 2 --dist loadfile" runs two at a time on the one
+# cluster (tests/e2e/conftest.py: hack/e2e-up.sh runs once, and the test that deletes the
+# operator pod runs with no other beside it). --durations: the CI log says where the time went.
+E2E_XDIST ?=
 test-e2e: venv ## kind cluster, helm-installed operator, MinIO, Prometheus, real DDP
-	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest tests/e2e -q $(E2E_XDIST) --durations=10
 
 prefetch: ## start building every Go tool and image in the background (tiers wait for theirs)
 	@mkdir -p $(CACHE_DIR)
@@ -76,13 +82,15 @@ dashboards: venv ## render the Grafana dashboards to docs/dashboards/*.png
 	$(PY) hack/render_dashboards.py
 
 # prefetch first: on a cold machine the Go and image builds then overlap the Python tiers.
-# Two lanes side by side (hack/test-lanes.sh): the CPU-bound tiers in the first, the tiers that
-# mostly wait on a control plane or kind in the second; each tier's log is printed whole when it
+# Three lanes side by side (hack/test-lanes.sh): the CPU-bound tiers in the first, the tiers that
+# mostly wait on a control plane in the second, the kind tier in the third (it starts at once: it
+# is as long as the second lane's two tiers together); each tier's log is printed whole when it
 # ends, then a summary with wall and CPU-seconds. make test-serial runs the same tiers one by one.
 TEST_LANE_CPU ?= lint verify test-unit test-runtime lint-chart test-dashboards
-TEST_LANE_WAIT ?= test-integration test-chaos-small test-e2e
-test: prefetch venv ## every test tier, in two lanes (CPU-bound | waiting on control planes and kind)
-	hack/test-lanes.sh "$(TEST_LANE_CPU)" "$(TEST_LANE_WAIT)"
+TEST_LANE_WAIT ?= test-integration test-chaos-small
+TEST_LANE_KIND ?= test-e2e
+test: prefetch venv ## every test tier, in three lanes (CPU-bound | control planes | kind)
+	hack/test-lanes.sh "$(TEST_LANE_CPU)" "$(TEST_LANE_WAIT)" "$(TEST_LANE_KIND)"
 
 .PHONY: test-serial
 test-serial: prefetch lint verify test-unit lint-chart test-runtime test-integration test-chaos-small test-dashboards test-e2e ## every test tier, one after another

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Run make targets in lanes side by side: the targets of one lane one after another, the lanes at
-# the same time. `make test` gives it a CPU-bound lane (lint, unit, chart, runtime, dashboards)
-# and a lane that mostly waits (the control-plane tiers and kind), so on two cores the waits of
-# the second overlap the work of the first instead of adding to it.
+# the same time. `make test` gives it a CPU-bound lane (lint, unit, chart, runtime, dashboards),
+# a lane that mostly waits on control planes (integration, chaos) and one for the kind tier, so on
+# two cores the waits of the others overlap the work of the first instead of adding to it. The
+# kind tier's CPU-seconds below are its pytest's only: the cluster's pods run under dockerd.
 #
-# Each target's output goes to its own log and is printed whole when the target ends (so the two
+# Each target's output goes to its own log and is printed whole when the target ends (so the
 # lanes never interleave); a progress line says when each starts and ends. A failed target does
 # not stop its lane or the other one: every tier runs, the summary lists each target's result,
 # wall time and CPU-seconds (the target and the children it waited for), and the exit status is
-# 1 when any failed. Ctrl-C or SIGTERM stops both lanes.
+# 1 when any failed. Ctrl-C or SIGTERM stops every lane.
 # Usage: hack/test-lanes.sh "TARGET TARGET..." "TARGET..."   (logs: $TEST_LOG_DIR)
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT" || exit 1

@@ -5,13 +5,21 @@ recreates the gang: only the lost pod comes back, in the same attempt, and the j
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from recovery_lib import kill_worker_and_time, recovery_job
 from tf_kind import KindCluster
 
 
+def unscraped(job: dict[str, Any]) -> dict[str, Any]:
+    """No test here reads Prometheus: the pods need not keep /metrics up after training
+    (metrics.lingerSeconds 0 instead of 15 s per pod)."""
+    job["spec"]["metrics"]["lingerSeconds"] = 0
+    return job
+
+
 def test_elastic_job_continues_when_a_worker_pod_is_deleted(kind_cluster: KindCluster) -> None:
-    job = recovery_job("elastic-loss", "InPlace", nodes=2, minNodes=1, maxNodes=2)
+    job = unscraped(recovery_job("elastic-loss", "InPlace", nodes=2, minNodes=1, maxNodes=2))
     timing, status = kill_worker_and_time(kind_cluster, job)
     print(
         f"elastic: worker 1 deleted at step {timing.killed_at_step}; training advanced "
@@ -30,7 +38,7 @@ def test_elastic_job_continues_when_a_worker_pod_is_deleted(kind_cluster: KindCl
 
 
 def test_fixed_gang_recovers_a_killed_worker_in_place(kind_cluster: KindCluster) -> None:
-    job = recovery_job("fixed-inplace", "InPlace", nodes=2)
+    job = unscraped(recovery_job("fixed-inplace", "InPlace", nodes=2))
     timing, status = kill_worker_and_time(kind_cluster, job)
     print(
         f"in-place recovery time (kill -> steps advancing again): {timing.seconds:.1f}s "
@@ -45,7 +53,9 @@ def test_fixed_gang_recovers_a_killed_worker_in_place(kind_cluster: KindCluster)
 def test_elastic_job_grows_when_scaled_mid_training(kind_cluster: KindCluster) -> None:
     """`kubectl scale` of a running elastic job (nodes 2, maxNodes 3): the third worker is
     created, joins the running world, and the job finishes without any restart counted."""
-    job = recovery_job("elastic-grow", "InPlace", epochs=15, nodes=2, minNodes=2, maxNodes=3)
+    job = unscraped(
+        recovery_job("elastic-grow", "InPlace", epochs=15, nodes=2, minNodes=2, maxNodes=3)
+    )
     # The digits trainer splits each global batch over the ranks: it must divide by 2 and 3.
     job["spec"]["hyperparameters"]["batch_size"] = 60
     kind_cluster.recreate_job(job)

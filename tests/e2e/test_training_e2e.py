@@ -10,17 +10,22 @@ import json
 import time
 from typing import Any
 
+import pytest
 from tf_kind import OPERATOR_NAMESPACE, KindCluster, load_example
 
 BUCKET = "trainforge"
 
 
-def digits_job(name: str, epochs: int, **spec: Any) -> dict[str, Any]:
-    """examples/digits-ddp.yaml as shipped, renamed, shortened to `epochs`, with `spec` merged."""
+def digits_job(name: str, epochs: int, scraped: bool = False, **spec: Any) -> dict[str, Any]:
+    """examples/digits-ddp.yaml as shipped, renamed, shortened to `epochs`, with `spec` merged.
+    Unless the test reads its series from Prometheus (`scraped`), the pods do not keep /metrics
+    up after training (metrics.lingerSeconds 0: 15 s less per job)."""
     job = load_example("digits-ddp.yaml")
     job["metadata"]["name"] = name
     job["spec"]["hyperparameters"]["epochs"] = epochs
     job["spec"]["checkpoint"]["uri"] = f"s3://{BUCKET}/checkpoints/{name}/"
+    if not scraped:
+        job["spec"]["metrics"]["lingerSeconds"] = 0
     job["spec"].update(spec)
     return job
 
@@ -59,7 +64,7 @@ def prom_scalar(cluster: KindCluster, expr: str) -> float:
 
 def test_digits_ddp_trains_uploads_and_is_scraped(kind_cluster: KindCluster) -> None:
     name = "digits-e2e"
-    kind_cluster.recreate_job(digits_job(name, epochs=5))
+    kind_cluster.recreate_job(digits_job(name, epochs=5, scraped=True))
     running = kind_cluster.wait_job(
         name, lambda s: s.get("phase") == "Running", timeout=600, what="reach Running"
     )
@@ -116,6 +121,7 @@ def test_injected_crash_restarts_the_gang_from_its_checkpoint(kind_cluster: Kind
     verify_artifacts(kind_cluster, status["artifacts"]["uri"])
 
 
+@pytest.mark.operator_restart
 def test_operator_pod_deleted_mid_job_loses_nothing(kind_cluster: KindCluster) -> None:
     name = "digits-outage"
     # Rank 0 stalls 60 s at step 10 (rank 1 waits in its all-reduce), so the job is certainly

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -173,7 +174,9 @@ def bring_up(config: pytest.Config) -> KindCluster:
     capman = config.pluginmanager.getplugin("capturemanager")
     cmd = [str(REPO_ROOT / "hack" / "e2e-up.sh")]
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
-        print("\n[e2e] hack/e2e-up.sh (first run builds the node image and images)", flush=True)
+        # stderr: an xdist worker's stdout is not shown.
+        what = "first run builds the node image and images"
+        print(f"\n[e2e] hack/e2e-up.sh ({what})", file=sys.stderr)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(
