@@ -184,22 +184,22 @@ def no_restart_on_permanent_exit() -> None:
     up to `rendezvous.maxRestarts` reruns only delayed the pod's exit with that code. Other
     failures (a crash, a lost peer, a signal) are still restarted in place."""
     from torch.distributed.elastic.agent.server.api import RunResult, WorkerGroup
+    from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
     from torch.distributed.launcher import api
 
-    class PermanentAwareAgent(api.LocalElasticAgent):
+    class PermanentAwareAgent(LocalElasticAgent):
         def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
-            result = super()._monitor_workers(worker_group)
+            result: RunResult = super()._monitor_workers(worker_group)
             codes = {exitcodes.normalize(int(f.exitcode)) for f in result.failures.values()}
             if result.is_failed() and codes & set(PERMANENT_FIRST) and self._remaining_restarts:
                 log.error("a rank exited %s (permanent): no restart in place", sorted(codes))
                 self._remaining_restarts = 0  # torch's own way to stop restarts (wedged ranks)
             return result
 
-    if not isinstance(api.LocalElasticAgent, type) or not hasattr(
-        api.LocalElasticAgent, "_monitor_workers"
-    ):  # a torch that moved it: keep its plain agent
-        return
-    api.LocalElasticAgent = PermanentAwareAgent  # type: ignore[misc]
+    # elastic_launch builds its agent from this module's name; a torch that moved it keeps the
+    # plain agent (and a second call finds it already swapped)
+    if vars(api).get("LocalElasticAgent") is LocalElasticAgent:
+        vars(api)["LocalElasticAgent"] = PermanentAwareAgent
 
 
 def run_agent(ctx: JobContext, env: NodeEnv, extra_args: list[str] | None = None) -> int:
