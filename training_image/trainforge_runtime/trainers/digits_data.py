@@ -48,7 +48,8 @@ def approximate_mode(
             need_to_add -= add_now
             if need_to_add == 0:
                 break
-    return floored.astype(int)
+    counts: np.ndarray = floored.astype(int)
+    return counts
 
 
 def stratified_split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
