@@ -47,3 +47,7 @@ def test_nan_loss_stop_exits_65_with_the_finding(tmp_path: Path) -> None:
     assert [f["rule"] for f in term["findings"]] == ["nan_loss"]  # once, not every step
     assert term["findings"][0]["action"] == "stop"
     assert "nan_loss" in term["message"]
+    # Local mode's c10d rendezvous allows runPolicy.maxRestarts (3) in-place restarts, but a
+    # health stop is permanent: the rank ran once, not four times.
+    stops = proc.stdout.count("[node0/rank0]: trainforge: health rule nan_loss stopped the job")
+    assert stops == 1, proc.stdout[-3000:]

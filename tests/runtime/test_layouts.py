@@ -107,6 +107,10 @@ def test_ddp_termination_message_carries_final_metrics(
     assert term["exitCode"] == 0
     assert term["step"] == STEPS
     assert term["metrics"]["val_loss"] > 0
+    # No artifacts.uri and no MLflow: nothing would keep the report, so it is not drawn.
+    run_dir = run_layout("data", tmp_path_factory).run_dir
+    assert (run_dir / "artifacts" / "metadata.json").is_file()
+    assert not (run_dir / "artifacts" / "report.html").exists()
 
 
 @pytest.mark.parametrize("layout", ["data", "fsdp", "tensor", "pipeline"])

@@ -67,7 +67,7 @@ METADATA_KEYS = {
 
 def assert_model_bundle(dest: Path) -> None:
     """Rank 0 uploaded weights, config, labels and metadata, all listed with sha256."""
-    for name in (*BUNDLE_FILES, "metadata.json"):
+    for name in (*BUNDLE_FILES, "metadata.json", "report.html"):
         assert (dest / name).is_file(), f"{name} missing under {dest}"
     assert json.loads((dest / "model" / "labels.json").read_text()) == [str(i) for i in range(10)]
     meta = json.loads((dest / "metadata.json").read_text())

@@ -177,12 +177,38 @@ def rank_log_dir() -> Path | None:
     return path
 
 
+def no_restart_on_permanent_exit() -> None:
+    """Make the elastic agent give up, instead of restarting the local processes in place, when
+    a rank exits with a permanent code (PERMANENT_FIRST: invalid context, health stop, failed
+    upload, command missing or not executable): the same processes would fail the same way, so
+    up to `rendezvous.maxRestarts` reruns only delayed the pod's exit with that code. Other
+    failures (a crash, a lost peer, a signal) are still restarted in place."""
+    from torch.distributed.elastic.agent.server.api import RunResult, WorkerGroup
+    from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
+    from torch.distributed.launcher import api
+
+    class PermanentAwareAgent(LocalElasticAgent):
+        def _monitor_workers(self, worker_group: WorkerGroup) -> RunResult:
+            result: RunResult = super()._monitor_workers(worker_group)
+            codes = {exitcodes.normalize(int(f.exitcode)) for f in result.failures.values()}
+            if result.is_failed() and codes & set(PERMANENT_FIRST) and self._remaining_restarts:
+                log.error("a rank exited %s (permanent): no restart in place", sorted(codes))
+                self._remaining_restarts = 0  # torch's own way to stop restarts (wedged ranks)
+            return result
+
+    # elastic_launch builds its agent from this module's name; a torch that moved it keeps the
+    # plain agent (and a second call finds it already swapped)
+    if vars(api).get("LocalElasticAgent") is LocalElasticAgent:
+        vars(api)["LocalElasticAgent"] = PermanentAwareAgent
+
+
 def run_agent(ctx: JobContext, env: NodeEnv, extra_args: list[str] | None = None) -> int:
     """Run the local gang with `extra_args` after the command's own; return the exit code."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
+    no_restart_on_permanent_exit()
     program, args = build_command(ctx)
     args = [*args, *(extra_args or [])]
     run_id = ctx.job.uid or f"{ctx.job.namespace}-{ctx.job.name}"

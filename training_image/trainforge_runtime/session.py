@@ -260,14 +260,16 @@ class RuntimeContext:
         confusion_matrix: Any,
         class_names: list[str] | None,
     ) -> ArtifactSummary | None:
-        """Rank 0: bundle, report, upload and MLflow, in the order each needs the previous."""
+        """Rank 0: bundle, report, upload and MLflow, in the order each needs the previous. The
+        report (matplotlib: a few CPU-seconds) is skipped when nothing keeps it: no
+        `artifacts.uri` and no MLflow tracking."""
         duration = round(time.monotonic() - self._started, 3)
         run = bundle.RunFacts(self.job, self.rank, self.world_size, self.attempt, duration)
         out = self.artifacts_dir
         bundle.write_bundle(out, run, export, card, self.final_metrics, self.hyperparameters)
-        bundle.write_report(
-            out, run, self.history, self.findings, self.final_metrics, confusion_matrix, class_names
-        )
+        if self.job.artifacts.uri or self._telemetry.tracker is not None:
+            report_facts = (self.history, self.findings, self.final_metrics)
+            bundle.write_report(out, run, *report_facts, confusion_matrix, class_names)
         if self.job.artifacts.uri:
             self.set_phase("uploading")
         artifacts = bundle.upload(out, self.job)

@@ -1,4 +1,6 @@
 """Digit classifier on scikit-learn's bundled `load_digits` (no download), layouts data or fsdp.
+The data, split and scores come from `digits_data` (numpy; the same numbers, without importing
+scikit-learn).
 
 Stratified train/val/test split, early stopping on val loss (the best weights are restored), and a
 final test accuracy, macro F1 and confusion matrix written to the artifacts directory.
@@ -22,6 +24,12 @@ from trainforge_api.exitcodes import InvalidContextError
 from trainforge_runtime.artifacts import dataset_fingerprint
 from trainforge_runtime.baseline import majority_class
 from trainforge_runtime.session import RuntimeContext
+from trainforge_runtime.trainers.digits_data import (
+    confusion_matrix,
+    f1_macro,
+    load_digits,
+    stratified_split,
+)
 
 
 @dataclass
@@ -32,16 +40,11 @@ class Split:
 
 def load_splits(seed: int) -> tuple[Split, Split, Split]:
     """70/15/15 stratified split, features standardised with train statistics only."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x_train, x_rest, y_train, y_rest = train_test_split(
-        x, y, test_size=0.3, stratify=y, random_state=seed
-    )
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=seed
-    )
+    x, y = load_digits()
+    train, rest = stratified_split(y, test_size=0.3, seed=seed)
+    x_train, x_rest, y_train, y_rest = x[train], x[rest], y[train], y[rest]
+    val, test = stratified_split(y_rest, test_size=0.5, seed=seed)
+    x_val, x_test, y_val, y_test = x_rest[val], x_rest[test], y_rest[val], y_rest[test]
     mean, std = x_train.mean(0), x_train.std(0)
     std[std < 1e-3] = 1.0  # pixels constant in train (always 0) must not blow up elsewhere
 
@@ -150,14 +153,12 @@ def test_report(
     model: nn.Module, test: Split, ctx: RuntimeContext, val_loss: float
 ) -> tuple[dict[str, float], list[list[int]]]:
     """Accuracy, macro F1 and confusion matrix on the held-out test split."""
-    from sklearn.metrics import confusion_matrix, f1_score
-
     ctx.set_phase("evaluating")
     test_loss, pred = evaluate(model, test, ctx.device)
     truth = test.y.numpy()
     final = {
         "test_accuracy": float((pred == truth).mean()),
-        "test_f1_macro": float(f1_score(truth, pred, average="macro")),
+        "test_f1_macro": f1_macro(truth, pred),
         "test_loss": test_loss,
         "val_loss": val_loss,
     }
