@@ -58,7 +58,9 @@ def one_run(variant: str, base_tree: Path, args: argparse.Namespace) -> dict[str
         kubeflow = compare.kubeflow_dir() if variant == "kubeflow" else None
         result = compare.run_once_more(name, args, kubeflow)
     finally:
-        if saved is not None:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
             os.environ["PYTHONPATH"] = saved
     per_job = result["api_requests_per_job"]
     return {
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     with worktree(args.base) as base_tree:
         for r in range(args.rounds):
-            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            order = compare.rotated(variants, r)
             for variant in order:
                 cpb.say(f"round {r + 1}/{args.rounds}: {variant}")
                 run = one_run(variant, base_tree, args) | {"round": r + 1}

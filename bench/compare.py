@@ -297,6 +297,13 @@ def create_burst(
         list(pool.map(create, range(jobs)))
 
 
+def rotated(names: list[str], round_index: int) -> list[str]:
+    """The contenders in the order of round `round_index` (0-based): each round starts one
+    later, so that none always runs first or last on a shared machine."""
+    shift = round_index % len(names)
+    return names[shift:] + names[:shift]
+
+
 def wait_watchable(
     cp: tier.ControlPlane, plural: tuple[str, str, str], timeout: float = 60
 ) -> None:
@@ -338,11 +345,12 @@ def run_one(name: str, args: argparse.Namespace, kubeflow: Path | None) -> dict[
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
         cpb.prepare(cp, core, args.nodes, args.gpus)
         metrics_port = 0
-        if name.startswith("kubeflow"):
+        is_kubeflow = name.startswith("kubeflow")
+        if is_kubeflow:
             assert kubeflow is not None
             prepare_kubeflow(cp, kubeflow / "crds" / "kubeflow.org_pytorchjobs.yaml")
         wait_watchable(cp, who.plural)
-        if name.startswith("kubeflow"):
+        if is_kubeflow:
             assert kubeflow is not None
             proc, _ = start_kubeflow(
                 cp, kubeflow / "bin" / "training-operator", tuned=name == "kubeflow-tuned"
@@ -525,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             cpb.say("compiled the operator's imports (its image ships bytecode)")
         runs: list[dict[str, Any]] = []
         for r in range(args.rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
+            order = rotated(names, r)
             for name in order:
                 cpb.say(f"round {r + 1}/{args.rounds}: {name}")
                 result = run_once_more(name, args, kubeflow) | {"round": r + 1}

@@ -76,8 +76,8 @@ def _defers_status(body: Obj, plan: Plan, all_new: bool) -> bool:
     AlreadyExists pass and adopts the attempt from the pods' labels, as after a lost write."""
     if not _never_reconciled(body) or plan.status.phase != "Pending":
         return False
-    made_pods = [o for o in plan.create if o["kind"] == "Pod"]
-    return bool(made_pods) and all_new and not plan.delete_pods and not plan.update
+    made_pods = any(o["kind"] == "Pod" for o in plan.create)
+    return made_pods and all_new and not plan.delete_pods and not plan.update
 
 
 @dataclass
@@ -250,8 +250,11 @@ class Controller:
             loop.cache.remember(body)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
-        if loop.cache.unwritten is not None and _never_reconciled(body):
-            body = {**body, "status": loop.cache.unwritten}  # _defers_status says why
+        if loop.cache.unwritten is not None:
+            if _never_reconciled(body):
+                body = {**body, "status": loop.cache.unwritten}  # _defers_status says why
+            else:  # a status is stored after all (an earlier life of the operator wrote it)
+                loop.cache.unwritten = None
         metrics.JOB_RESTARTS.labels(namespace=namespace, job=name)  # per-job series start at 0
         if _never_reconciled(body):
             # Nothing was written for this job yet, so nothing is known to exist: plan every

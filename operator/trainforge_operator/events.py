@@ -39,7 +39,7 @@ class EventPoster:
         self._post = post  # logs failures, never raises
         self._clock = clock
         self._slots = asyncio.Semaphore(at_once)
-        self._turn = turn
+        self._turn: Turn = turn or contextlib.nullcontext
         self._latest: dict[Key, asyncio.Task[None]] = {}  # each job's last posting task
 
     def send(self, key: Key, body: Obj, events: list[Event]) -> None:
@@ -57,12 +57,8 @@ class EventPoster:
             with contextlib.suppress(Exception):
                 await earlier
         for event in events:
-            async with self._slots:
-                if self._turn is None:
-                    await self._post(body, event, now)
-                    continue
-                async with self._turn():
-                    await self._post(body, event, now)
+            async with self._slots, self._turn():
+                await self._post(body, event, now)
 
     def _done(self, key: Key, task: asyncio.Task[None]) -> None:
         if self._latest.get(key) is task:
